@@ -1,0 +1,318 @@
+"""Typed configuration: generator, discriminator and training settings, and the named presets.
+
+Every config is a frozen dataclass that round-trips through plain JSON (``to_dict`` / ``from_dict``);
+unknown keys are an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be built: an unknown key, preset or value."""
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        if name == "levels":
+            value = tuple(_from_dict(LevelConfig, v) for v in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _is_pow2(n: int) -> bool:
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    """Coordinate embeddings that enter the INR at one grid level of the multi-scale pyramid.
+
+    The features are [sin(E), cos(E), const] where E stacks the projections of (x, y) onto the bases
+    in this order: logarithmic, Gaussian, learned, predicted-from-w.
+    """
+
+    log_basis: bool = True  # fixed logarithmic Fourier basis: x and y, (pi/2) * 2^k, k < log2(res)
+    log_diagonals: bool = True  # also both diagonals (period 4 * sqrt(2))
+    gaussian: int = 0  # fixed random Gaussian basis vectors (std `gaussian_std`)
+    gaussian_std: float = math.sqrt(10.0)
+    learned: int = 0  # learned Fourier basis vectors, shared by all samples
+    predicted: int = 0  # per-sample basis vectors (and phases) predicted from w
+    const: int = 0  # learned per-pixel constant embedding channels
+
+    def num_basis(self, res: int) -> int:
+        n = 0
+        if self.log_basis:
+            n += (4 if self.log_diagonals else 2) * int(math.ceil(math.log2(res)))
+        return n + self.gaussian + self.learned + self.predicted
+
+    def num_channels(self, res: int) -> int:
+        return 2 * self.num_basis(res) + self.const
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The INR-GAN generator: a mapping network and a multi-scale FMM-modulated per-pixel MLP."""
+
+    resolution: int = 32  # training resolution R (output grid R x R at the default box)
+    img_channels: int = 3
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 2
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.995
+    channel_base: int = 32768  # block channels = min(channel_base // block_res, channel_max)
+    channel_max: int = 512
+    first_grid: int = 32  # blocks up to this resolution run on this grid (the first pyramid level)
+    extra_layers: tuple[int, ...] = ()  # block resolutions that get one extra FMM layer
+    fmm_rank: int = 10
+    fmm_modulation: str = "linear"  # W_s * (1 + M) (release); "sigmoid": W_s * 2 sigmoid(M); "tanh"
+    fmm_demodulate: bool = True  # L2-normalise every output row of the modulated weight
+    predict_bias: bool = False  # older variants: biases predicted from w instead of shared
+    upsampling: str = "nearest"  # "nearest" keeps pixels independent; "bilinear" is the -bil variant
+    instance_norm: bool = False  # -bil: divide features by their spatial std before conv1 and extras
+    levels: tuple[LevelConfig, ...] = ()  # one per grid level: first_grid, 2*first_grid, ..., resolution
+    grid: str = "center"  # "center": pixel-centred, y down; "release": the reference code's grid
+    const_padding: str = "border"  # learned constants outside the training box: "border" or "reflection"
+    superres: str = "dense"  # render above R: "dense" (all levels denser) or "upsample" (last level)
+    final_tanh: bool = False
+
+    def __post_init__(self) -> None:
+        if not _is_pow2(self.resolution) or self.resolution < 4:
+            raise ConfigError(f"resolution must be a power of two >= 4, got {self.resolution}")
+        if not _is_pow2(self.first_grid) or not 4 <= self.first_grid <= self.resolution:
+            raise ConfigError(f"first_grid must be a power of two in [4, resolution], got {self.first_grid}")
+        if self.img_channels not in (1, 3):
+            raise ConfigError(f"img_channels must be 1 or 3, got {self.img_channels}")
+        if len(self.levels) != len(self.grid_resolutions):
+            raise ConfigError(
+                f"levels: expected {len(self.grid_resolutions)} entries (grids {self.grid_resolutions}), "
+                f"got {len(self.levels)}"
+            )
+        for name, value, allowed in (
+            ("fmm_modulation", self.fmm_modulation, ("linear", "sigmoid", "tanh")),
+            ("upsampling", self.upsampling, ("nearest", "bilinear")),
+            ("grid", self.grid, ("center", "release")),
+            ("const_padding", self.const_padding, ("border", "reflection")),
+            ("superres", self.superres, ("dense", "upsample")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+        bad = [r for r in self.extra_layers if r not in self.block_resolutions]
+        if bad:
+            raise ConfigError(f"extra_layers {bad} are not block resolutions {self.block_resolutions}")
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]
+
+    @property
+    def grid_resolutions(self) -> list[int]:
+        return [2**i for i in range(int(math.log2(self.first_grid)), int(math.log2(self.resolution)) + 1)]
+
+    def channels(self, block_res: int) -> int:
+        return min(self.channel_base // block_res, self.channel_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """StyleGAN2 residual discriminator."""
+
+    resolution: int = 32
+    img_channels: int = 3
+    channel_base: int = 32768
+    channel_max: int = 512
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+    num_fp16_res: int = 4  # highest-resolution blocks run in fp16 under CUDA mixed precision
+    conv_clamp: float | None = 256.0  # clamp of conv outputs in fp16 blocks
+
+    def __post_init__(self) -> None:
+        if not _is_pow2(self.resolution) or self.resolution < 16:
+            raise ConfigError(f"discriminator resolution must be a power of two >= 16, got {self.resolution}")
+        if self.img_channels not in (1, 3):
+            raise ConfigError(f"img_channels must be 1 or 3, got {self.img_channels}")
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The training recipe: losses, optimisers, EMA, logging and snapshot cadence."""
+
+    batch: int = 32
+    kimg: float = 25000.0
+    lr: float = 0.0025  # base learning rate, before the lazy-regularisation correction
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    r1_gamma: float = 10.0
+    r1_interval: int = 16  # lazy R1: every this many D steps, weighted by the interval
+    g_reg_interval: int = 4  # the release corrects G's lr and beta2 as if G were lazily regularised
+    ema_kimg: float = 20.0  # half-life of the G_ema average, in thousands of images
+    ema_rampup: float | None = 0.05
+    xflip: bool = True
+    mixed_precision: bool = True  # bf16/fp16 autocast of D on CUDA; always fp32 on the CPU
+    tick_kimg: float = 4.0  # log, sample grid and metrics cadence
+    snapshot_ticks: int = 10  # checkpoint every this many ticks (and at the end)
+    grid_seeds: int = 16  # samples in the per-tick grid, from fixed seeds 0..n-1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigError(f"batch must be >= 1, got {self.batch}")
+        if self.r1_interval < 1 or self.g_reg_interval < 1:
+            raise ConfigError("r1_interval and g_reg_interval must be >= 1")
+        if self.kimg <= 0:
+            raise ConfigError(f"kimg must be positive, got {self.kimg}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    G: GeneratorConfig
+    D: DiscriminatorConfig
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets.
+
+
+def _release_levels(grids: list[int]) -> tuple[LevelConfig, ...]:
+    # Released coordinate embeddings: log basis with diagonals and 128 constants up to 64^2; from
+    # 128^2 on, x/y log basis, 32 Gaussian vectors and 64 constants.
+    return tuple(
+        LevelConfig(log_diagonals=True, const=128)
+        if g <= 64
+        else LevelConfig(log_diagonals=False, gaussian=32, const=64)
+        for g in grids
+    )
+
+
+def _release_g(resolution: int, img_channels: int, *, extra: bool, bilinear: bool) -> GeneratorConfig:
+    first_grid = min(32, resolution)
+    grids = [2**i for i in range(int(math.log2(first_grid)), int(math.log2(resolution)) + 1)]
+    return GeneratorConfig(
+        resolution=resolution,
+        img_channels=img_channels,
+        z_dim=512,
+        w_dim=512,
+        channel_base=32768,
+        channel_max=512,
+        first_grid=first_grid,
+        extra_layers=tuple(r for r in (128, 256) if r <= resolution) if extra else (),
+        upsampling="bilinear" if bilinear else "nearest",
+        instance_norm=bilinear,
+        levels=_release_levels(grids),
+        grid="release",
+    )
+
+
+def _release(name: str, description: str, *, extra: bool, bilinear: bool):
+    def build(resolution: int = 256, img_channels: int = 3) -> Preset:
+        return Preset(
+            name=name,
+            description=description,
+            G=_release_g(resolution, img_channels, extra=extra, bilinear=bilinear),
+            D=DiscriminatorConfig(resolution=resolution, img_channels=img_channels),
+            training=TrainingConfig(batch=64, ema_kimg=20.0, r1_gamma=10.0),
+        )
+
+    return build
+
+
+def _small(name: str, default_res: int, description: str):
+    def build(resolution: int = default_res, img_channels: int = 3) -> Preset:
+        first_grid = min(8, resolution)
+        grids = [2**i for i in range(int(math.log2(first_grid)), int(math.log2(resolution)) + 1)]
+        levels = tuple(LevelConfig(log_diagonals=True, const=16) for _ in grids)
+        g = GeneratorConfig(
+            resolution=resolution,
+            img_channels=img_channels,
+            z_dim=128,
+            w_dim=128,
+            channel_base=2048,
+            channel_max=128,
+            first_grid=first_grid,
+            fmm_rank=8,
+            levels=levels,
+            grid="center",
+        )
+        d = DiscriminatorConfig(
+            resolution=resolution, img_channels=img_channels, channel_base=2048, channel_max=128
+        )
+        # StyleGAN2-ADA's small-batch rule: EMA half-life batch * 10 / 32 kimg, gamma scaled to R^2.
+        t = TrainingConfig(
+            batch=16,
+            ema_kimg=16 * 10 / 32,
+            r1_gamma=0.0002 * resolution**2 / 16,
+            tick_kimg=1.0,
+            snapshot_ticks=5,
+        )
+        return Preset(name=name, description=description, G=g, D=d, training=t)
+
+    return build
+
+
+PRESETS = {
+    "cpu-32": _small("cpu-32", 32, "small INR-GAN that trains on a 2-core CPU at 32x32 (default)"),
+    "cpu-64": _small("cpu-64", 64, "small INR-GAN that trains on a CPU at 64x64"),
+    "inr-gan": _release(
+        "inr-gan", "the released 256x256 architecture (bedroom/FFHQ, extra layers)", extra=True, bilinear=False
+    ),
+    "inr-gan-noextra": _release(
+        "inr-gan-noextra", "the released churches architecture (no extra layers)", extra=False, bilinear=False
+    ),
+    "inr-gan-bil": _release(
+        "inr-gan-bil", "the released -bil variant (bilinear upsampling, spatial std norm)", extra=True, bilinear=True
+    ),
+}
+DEFAULT_PRESET = "cpu-32"
+
+
+def get_preset(name: str = DEFAULT_PRESET, resolution: int | None = None, img_channels: int = 3) -> Preset:
+    """Build a named preset, optionally at another resolution or channel count."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    kwargs: dict[str, Any] = {"img_channels": img_channels}
+    if resolution is not None:
+        kwargs["resolution"] = resolution
+    return PRESETS[name](**kwargs)

@@ -1,0 +1,140 @@
+"""StyleGAN2 residual discriminator in pure PyTorch (blur-downsampling as a plain depthwise convolution)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import DiscriminatorConfig
+from .layers import EqualLinear, lrelu_gain
+
+
+def blur_kernel(taps: tuple[int, ...] = (1, 3, 3, 1)) -> Tensor:
+    k = torch.tensor(taps, dtype=torch.float32)
+    k = k[:, None] * k[None, :]
+    return k / k.sum()  # [4, 4]
+
+
+def blur(x: Tensor, kernel: Tensor, pad: int, stride: int = 1) -> Tensor:
+    """Depthwise FIR filter with zero padding ``pad`` on every side: [B, C, H, W] -> [B, C, H', W']."""
+    c = x.shape[1]
+    weight = kernel.to(x.dtype)[None, None].expand(c, 1, -1, -1)
+    return F.conv2d(F.pad(x, [pad] * 4), weight, stride=stride, groups=c)
+
+
+class Conv2dLayer(nn.Module):
+    """Equalized-lr convolution, optional blur-downsampling by 2, bias, activation, clamp."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, bias: bool = True, activation: str = "lrelu",
+                 down: bool = False, conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.weight_gain = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.kernel, self.down, self.activation, self.conv_clamp = kernel, down, activation, conv_clamp
+        self.register_buffer("resample_filter", blur_kernel(), persistent=False)
+
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        w = (self.weight * self.weight_gain).to(x.dtype)
+        if self.down and self.kernel == 1:
+            x = blur(x, self.resample_filter, pad=1, stride=2)  # [B, C, H/2, W/2]
+            x = F.conv2d(x, w)
+        elif self.down:
+            x = blur(x, self.resample_filter, pad=2)  # [B, C, H+1, W+1]
+            x = F.conv2d(x, w, stride=2)  # [B, C', H/2, W/2]
+        else:
+            x = F.conv2d(x, w, padding=self.kernel // 2)
+        if self.bias is not None:
+            x = x + self.bias.to(x.dtype)[None, :, None, None]
+        x = lrelu_gain(x, gain) if self.activation == "lrelu" else x * gain
+        if self.conv_clamp is not None and x.dtype != torch.float32:
+            x = x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
+        return x
+
+
+class DiscriminatorBlock(nn.Module):
+    def __init__(self, in_ch: int, tmp_ch: int, out_ch: int, img_channels: int, use_fp16: bool,
+                 conv_clamp: float | None) -> None:
+        super().__init__()
+        self.use_fp16 = use_fp16
+        clamp = conv_clamp if use_fp16 else None
+        self.fromrgb = Conv2dLayer(img_channels, tmp_ch, 1, conv_clamp=clamp) if in_ch == 0 else None
+        self.conv0 = Conv2dLayer(tmp_ch, tmp_ch, 3, conv_clamp=clamp)
+        self.conv1 = Conv2dLayer(tmp_ch, out_ch, 3, down=True, conv_clamp=clamp)
+        self.skip = Conv2dLayer(tmp_ch, out_ch, 1, bias=False, activation="linear", down=True)
+
+    def forward(self, x: Tensor | None, img: Tensor) -> Tensor:
+        if self.fromrgb is not None:
+            x = self.fromrgb(img)
+        y = self.skip(x, gain=math.sqrt(0.5))
+        x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+        return y + x
+
+
+def minibatch_std(x: Tensor, group_size: int, num_channels: int) -> Tensor:
+    """Append the std of features over groups of samples: [B, C, H, W] -> [B, C + num_channels, H, W]."""
+    n, c, h, w = x.shape
+    g = min(group_size, n)
+    while n % g:  # the largest group size <= group_size that divides the batch
+        g -= 1
+    f = num_channels
+    y = x.float().reshape(g, n // g, f, c // f, h, w)  # [G, M, F, c, H, W]
+    y = y - y.mean(dim=0)
+    y = (y.square().mean(dim=0) + 1e-8).sqrt()  # [M, F, c, H, W]
+    y = y.mean(dim=(2, 3, 4))  # [M, F]
+    y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w).to(x.dtype)  # [B, F, H, W]
+    return torch.cat([x, y], dim=1)
+
+
+class DiscriminatorEpilogue(nn.Module):
+    def __init__(self, ch: int, mbstd_group_size: int, mbstd_num_channels: int) -> None:
+        super().__init__()
+        self.mbstd_group_size, self.mbstd_num_channels = mbstd_group_size, mbstd_num_channels
+        self.conv = Conv2dLayer(ch + mbstd_num_channels, ch, 3)
+        self.fc = EqualLinear(ch * 16, ch, activation="lrelu")
+        self.out = EqualLinear(ch, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.float()
+        if self.mbstd_num_channels > 0:
+            x = minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels)
+        x = self.conv(x)
+        return self.out(self.fc(x.flatten(1)))  # [B, 1]
+
+
+class Discriminator(nn.Module):
+    """images [B, C, R, R] in [-1, 1] -> logits [B, 1]."""
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.resolution, self.img_channels = cfg.resolution, cfg.img_channels
+        res_log2 = int(math.log2(cfg.resolution))
+        self.block_resolutions = [2**i for i in range(res_log2, 2, -1)]
+        fp16_res = max(2 ** (res_log2 + 1 - cfg.num_fp16_res), 8)
+        blocks = {}
+        for res in self.block_resolutions:
+            in_ch = cfg.channels(res) if res < cfg.resolution else 0
+            blocks[f"b{res}"] = DiscriminatorBlock(in_ch, cfg.channels(res), cfg.channels(res // 2),
+                                                   cfg.img_channels, res >= fp16_res, cfg.conv_clamp)
+        for name, block in blocks.items():
+            self.add_module(name, block)
+        self.b4 = DiscriminatorEpilogue(cfg.channels(4), cfg.mbstd_group_size, cfg.mbstd_num_channels)
+
+    def forward(self, img: Tensor, mixed_precision: bool = False) -> Tensor:
+        if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.resolution, self.resolution):
+            raise ValueError(f"D expects [B, {self.img_channels}, {self.resolution}, {self.resolution}], "
+                             f"got {list(img.shape)}")
+        x = None
+        for res in self.block_resolutions:
+            block = getattr(self, f"b{res}")
+            use_amp = mixed_precision and block.use_fp16 and img.is_cuda
+            ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+            with ctx:
+                x = block(x, img)
+            x = x.float()
+        return self.b4(x)

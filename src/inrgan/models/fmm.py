@@ -1,0 +1,128 @@
+"""Factorized Multiplicative Modulation (FMM), the paper's hypernetwork layer.
+
+Each INR layer owns a shared weight W_s [c_out, c_in]. From the latent w its affine head predicts two
+low-rank factors A [c_out, r] and B [r, c_in]; the per-sample weight is W = W_s * (1 + A B / sqrt(r)),
+optionally row-wise L2-normalised ("demodulated"). StyleGAN2's modulation is the rank-1 special case.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .layers import EqualLinear, lrelu_gain
+
+DEMOD_EPS = 1e-8
+
+
+def fmm_weight(
+    weight: Tensor,
+    styles: Tensor,
+    rank: int,
+    modulation: str = "linear",
+    demodulate: bool = True,
+) -> Tensor:
+    """Per-sample FMM weights.
+
+    Args:
+        weight: shared weight W_s, [c_out, c_in].
+        styles: affine output, [B, (c_out + c_in) * rank]: A row-major first, then B.
+        rank: factorisation rank r.
+        modulation: "linear" (1 + M), "sigmoid" (2 sigmoid(M)) or "tanh" (1 + tanh(M)).
+        demodulate: divide every output row by its L2 norm (eps 1e-8).
+
+    Returns:
+        W: [B, c_out, c_in].
+    """
+    c_out, c_in = weight.shape
+    batch = styles.shape[0]
+    if styles.shape[1] != (c_out + c_in) * rank:
+        raise ValueError(f"styles have {styles.shape[1]} entries, expected (c_out + c_in) * rank = "
+                         f"{(c_out + c_in) * rank}")
+    a = styles[:, : c_out * rank].reshape(batch, c_out, rank)  # [B, c_out, r]
+    b = styles[:, c_out * rank :].reshape(batch, rank, c_in)  # [B, r, c_in]
+    m = torch.bmm(a, b) / math.sqrt(rank)  # [B, c_out, c_in], unit variance for unit styles
+    if modulation == "linear":
+        scale = 1.0 + m
+    elif modulation == "sigmoid":
+        scale = 2.0 * torch.sigmoid(m)
+    elif modulation == "tanh":
+        scale = 1.0 + torch.tanh(m)
+    else:
+        raise ValueError(f"unknown FMM modulation {modulation!r}")
+    w = weight.unsqueeze(0) * scale  # [B, c_out, c_in]
+    if demodulate:
+        w = w / (w.norm(dim=2, keepdim=True) + DEMOD_EPS)
+    return w
+
+
+def fmm_linear(x: Tensor, w: Tensor) -> Tensor:
+    """Apply per-sample weights to every pixel: x [B, c_in, H, W], w [B, c_out, c_in] -> [B, c_out, H, W]."""
+    batch, c_in, h, wd = x.shape
+    out = torch.bmm(w.to(x.dtype), x.reshape(batch, c_in, h * wd))  # [B, c_out, H*W]
+    return out.reshape(batch, w.shape[1], h, wd)
+
+
+class FMMLayer(nn.Module):
+    """One INR layer: FMM-modulated 1x1 linear map, bias, leaky ReLU(0.2) * sqrt(2).
+
+    The bias is a shared parameter (release) or, with ``predict_bias``, predicted from w (older variants).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        rank: int = 10,
+        modulation: str = "linear",
+        demodulate: bool = True,
+        predict_bias: bool = False,
+        instance_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.rank = in_channels, out_channels, rank
+        self.modulation, self.demodulate = modulation, demodulate
+        self.predict_bias, self.instance_norm = predict_bias, instance_norm
+        n_styles = (in_channels + out_channels) * rank + (out_channels if predict_bias else 0)
+        self.affine = EqualLinear(w_dim, n_styles, bias_init=0.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels))
+        if not predict_bias:
+            self.bias = nn.Parameter(torch.zeros(out_channels))
+        # Without demodulation the weight needs the usual 1/sqrt(fan_in) scale to keep unit variance.
+        self.weight_gain = 1.0 if demodulate else 1.0 / math.sqrt(in_channels)
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        # x: [B, c_in, H, W], w: [B, w_dim] -> [B, c_out, H, W]
+        styles = self.affine(w)  # [B, n_styles]
+        n_mod = (self.in_channels + self.out_channels) * self.rank
+        weight = fmm_weight(self.weight * self.weight_gain, styles[:, :n_mod], self.rank,
+                            self.modulation, self.demodulate)
+        if self.instance_norm:
+            # -bil variant: divide by the spatial std (no mean subtraction), as the release does.
+            x = x / (x.std(dim=(2, 3), keepdim=True) + 1e-8)
+        x = fmm_linear(x, weight)
+        bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)  # [B or 1, c_out]
+        return lrelu_gain(x + bias.to(x.dtype)[:, :, None, None])
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_channels}, out={self.out_channels}, rank={self.rank}"
+
+
+class ToRGB(nn.Module):
+    """StyleGAN2 ToRGB: a modulated 1x1 map without demodulation, plus a bias; linear output."""
+
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int) -> None:
+        super().__init__()
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(img_channels, in_channels))
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+        self.weight_gain = 1.0 / math.sqrt(in_channels)
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        # x: [B, C, H, W], w: [B, w_dim] -> [B, img_channels, H, W]
+        styles = self.affine(w) * self.weight_gain  # [B, C]
+        weight = self.weight.unsqueeze(0) * styles.unsqueeze(1)  # [B, img_channels, C]
+        return fmm_linear(x, weight) + self.bias.to(x.dtype)[None, :, None, None]

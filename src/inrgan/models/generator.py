@@ -1,0 +1,96 @@
+"""The INR-GAN generator: mapping network + multi-scale INR synthesis, saved as config.json + safetensors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..config import GeneratorConfig
+from ..io import atomic_write_bytes, atomic_write_text
+from .mapping import MappingNetwork
+from .synthesis import SynthesisNetwork
+
+EXPORT_FORMAT = "inrgan-generator"
+EXPORT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class Generator(nn.Module):
+    """z -> w -> INR parameters -> image, rendered on any grid.
+
+    Example::
+
+        G = Generator(get_preset("cpu-32").G)
+        img = G(torch.randn(4, G.z_dim), truncation_psi=0.7, height=96, width=128)
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim, self.w_dim, self.img_channels = cfg.z_dim, cfg.w_dim, cfg.img_channels
+        self.resolution = cfg.resolution
+        self.synthesis = SynthesisNetwork(cfg)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
+                                      cfg.mapping_lr_multiplier, cfg.w_avg_beta)
+
+    def forward(
+        self,
+        z: Tensor,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        tile: int | None = None,
+        update_w_avg: bool | None = None,
+    ) -> Tensor:
+        """z [B, z_dim] -> images [B, img_channels, H, W], roughly in [-1, 1].
+
+        Args:
+            truncation_psi, truncation_cutoff: the truncation trick towards ``w_avg``.
+            height, width: output pixels (default: the training resolution).
+            bbox: (x0, y0, x1, y1), the top-left and bottom-right of the rendered area in the training
+                coordinate frame (default: the training box).
+            tile: render in tiles of this size to bound memory (pixel-independent models only).
+        """
+        ws = self.mapping(z, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg)
+        return self.synthesis(ws, height=height, width=width, bbox=bbox, tile=tile)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Generator:
+        """Load an export directory (config.json + model.safetensors) or a training run directory."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if (path / "export" / CONFIG_NAME).is_file():  # a run directory
+            path = path / "export"
+        cfg_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+        if not cfg_path.is_file() or not weights_path.is_file():
+            raise FileNotFoundError(f"{path}: not a generator export (needs {CONFIG_NAME} and {WEIGHTS_NAME}) "
+                                    f"nor a run directory with export/")
+        meta = json.loads(cfg_path.read_text())
+        if meta.get("format") != EXPORT_FORMAT:
+            raise ValueError(f"{cfg_path}: format {meta.get('format')!r} is not {EXPORT_FORMAT!r}")
+        G = cls(GeneratorConfig.from_dict(meta["config"]))
+        state = load_file(str(weights_path), device=str(map_location))
+        G.load_state_dict(state, strict=True)
+        return G.eval().requires_grad_(False)
+
+    def save_pretrained(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        """Write config.json and model.safetensors into ``path`` (each atomically)."""
+        from safetensors.torch import save
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        atomic_write_bytes(path / WEIGHTS_NAME, save(state))
+        meta = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": self.cfg.to_dict(), **(extra or {})}
+        atomic_write_text(path / CONFIG_NAME, json.dumps(meta, indent=2))
+        return path
