@@ -82,7 +82,7 @@ def minibatch_std(x: Tensor, group_size: int, num_channels: int) -> Tensor:
     while n % g:  # the largest group size <= group_size that divides the batch
         g -= 1
     f = num_channels
-    y = x.float().reshape(g, n // g, f, c // f, h, w)  # [G, M, F, c, H, W]
+    y = x.reshape(g, n // g, f, c // f, h, w)  # [G, M, F, c, H, W]
     y = y - y.mean(dim=0)
     y = (y.square().mean(dim=0) + 1e-8).sqrt()  # [M, F, c, H, W]
     y = y.mean(dim=(2, 3, 4))  # [M, F]
@@ -99,7 +99,6 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = EqualLinear(ch, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.float()
         if self.mbstd_num_channels > 0:
             x = minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels)
         x = self.conv(x)
@@ -136,5 +135,6 @@ class Discriminator(nn.Module):
             ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
             with ctx:
                 x = block(x, img)
-            x = x.float()
+            if use_amp:
+                x = x.float()
         return self.b4(x)

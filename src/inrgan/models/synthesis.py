@@ -20,16 +20,17 @@ from .fmm import FMMLayer, ToRGB
 class SynthesisBlock(nn.Module):
     """One StyleGAN-style block: [upsample + concat coords] conv0, conv1, extras, ToRGB."""
 
-    def __init__(self, cfg: GeneratorConfig, block_res: int, in_channels: int, emb: CoordEmbedding | None) -> None:
+    def __init__(self, cfg: GeneratorConfig, block_res: int, in_channels: int, level: int | None,
+                 emb_channels: int) -> None:
         super().__init__()
         out_channels = cfg.channels(block_res)
         self.block_res, self.in_channels, self.out_channels = block_res, in_channels, out_channels
         self.grid_res = max(block_res, cfg.first_grid)
         self.is_first = in_channels == 0
-        self.embedding = emb  # new coordinate features enter here (None inside a level)
+        self.level = level  # index of the pyramid level whose coordinate features enter here, if any
         layer = dict(w_dim=cfg.w_dim, rank=cfg.fmm_rank, modulation=cfg.fmm_modulation,
                      demodulate=cfg.fmm_demodulate, predict_bias=cfg.predict_bias)
-        emb_ch = emb.num_channels if emb is not None else 0
+        emb_ch = emb_channels if level is not None else 0
         if self.is_first:
             self.conv1 = FMMLayer(emb_ch, out_channels, **layer)
         else:
@@ -70,11 +71,10 @@ class SynthesisNetwork(nn.Module):
         prev_grid, in_ch, level = 0, 0, -1
         for res in cfg.block_resolutions:
             grid = max(res, cfg.first_grid)
-            emb = None
-            if grid != prev_grid:
-                level += 1
-                emb = self.embeddings[level]
-            blocks.append(SynthesisBlock(cfg, res, in_ch, emb))
+            new_level = grid != prev_grid
+            level += int(new_level)
+            blocks.append(SynthesisBlock(cfg, res, in_ch, level if new_level else None,
+                                         self.embeddings[level].num_channels))
             prev_grid, in_ch = grid, cfg.channels(res)
         self.blocks = nn.ModuleList(blocks)
         # Each block reads its ws from w_idx; its ToRGB shares the next block's first w (StyleGAN2).
@@ -142,8 +142,8 @@ class SynthesisNetwork(nn.Module):
         for block in self.blocks:
             block_ws = ws[:, w_idx : w_idx + block.num_conv + 1]  # [B, n, w_dim]
             w_idx += block.num_conv
-            if block.embedding is not None:
-                level += 1
+            if block.level is not None:
+                level = block.level
                 f = factors[level]
                 (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
                 if x is not None:
@@ -152,7 +152,7 @@ class SynthesisNetwork(nn.Module):
                     crop_y, crop_x = ya - pya * up, xa - pxa * up
                     x = _upsample_cells(x, up, crop_y, crop_x, yb - ya, xb - xa, cfg.upsampling)
                     img = _upsample_cells(img, up, crop_y, crop_x, yb - ya, xb - xa, cfg.upsampling)
-                emb = block.embedding(grid.cell_coords(f, "y"), grid.cell_coords(f, "x"), block_ws[:, 0])
+                emb = self.embeddings[level](grid.cell_coords(f, "y"), grid.cell_coords(f, "x"), block_ws[:, 0])
                 emb = emb.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)  # [B, C_emb, h, w]
                 x = emb if x is None else torch.cat([x, emb], dim=1)
                 prev_factor = f

@@ -1,0 +1,1 @@
+"""Rendering generated images: pictures, grids, any-resolution renders, interpolations and videos."""

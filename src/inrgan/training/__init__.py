@@ -1,0 +1,1 @@
+"""Training: losses, G_ema, checkpoints and the training loop."""

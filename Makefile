@@ -1,0 +1,42 @@
+# inrgan: `make demo` trains and renders a small model on the CPU; `make test` runs the test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.inrgan-setup
+# A CPU build of torch that lies on this machine's disk is preferred to a multi-GB CUDA download;
+# elsewhere pip installs the usual torch wheel.
+LOCAL_TORCH ?= torch==2.13.0
+DEMO_KIMG ?= 6
+
+.PHONY: setup test demo lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-index --no-deps "$(LOCAL_TORCH)" 2>/dev/null \
+		&& echo "setup: using the local $(LOCAL_TORCH) wheel" \
+		|| echo "setup: no local $(LOCAL_TORCH) wheel; pip installs torch from the index"
+	$(BIN)/python -m pip install --quiet -e ".[dev,metrics]"
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "setup: installing Debian's dataset-fashion-mnist"; \
+		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) \
+		|| echo "setup: could not install dataset-fashion-mnist; see README (Data)"; \
+	fi
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/inrgan train --data fashion-mnist --out demo/run --kimg $(DEMO_KIMG) --device cpu
+	$(BIN)/inrgan generate --checkpoint demo/run --seeds 0-15 --out demo/samples
+	$(BIN)/inrgan generate --checkpoint demo/run --seeds 0-3 --scale 4 --out demo/x4
+	@echo "demo: sample grid in demo/samples/grid.png, x4 renders in demo/x4/, training log in demo/run/"
+
+lint: setup
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

@@ -1,0 +1,35 @@
+"""The `inrgan` command: a thin layer of click subcommands over the library.
+
+Each subcommand lives in its own module under ``inrgan.cli`` (exposing ``command``) and is imported only
+when it is run, so ``inrgan --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> module under inrgan.cli
+COMMANDS = {
+    "info": "info",
+    "train": "train",
+    "generate": "generate",
+    "dataset": "dataset",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(f"inrgan.cli.{COMMANDS[name]}").command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="inrgan")
+def main() -> None:
+    """INR-GAN: continuous image GANs. Train, render at any resolution, evaluate."""

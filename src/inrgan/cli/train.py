@@ -1,0 +1,63 @@
+"""inrgan train: train a new run, or resume one."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import DEFAULT_PRESET, PRESETS
+
+
+def _parse_metrics(value: str | None) -> list[str]:
+    return [m.strip() for m in value.split(",") if m.strip()] if value else []
+
+
+@click.command()
+@click.option("--data", default=None, help='Images: "fashion-mnist", a folder, or a zip. Required for a new run.')
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default: the --resume directory).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help=f"Architecture and recipe (default {DEFAULT_PRESET}).")
+@click.option("--resolution", type=int, default=None, help="Training resolution (default: the preset's).")
+@click.option("--batch", type=int, default=None, help="Total batch size.")
+@click.option("--kimg", type=float, default=None, help="Train until this many thousand images in total.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Continue the run in this directory exactly where it stopped.")
+@click.option("--seed", type=int, default=None, help="Random seed of a new run.")
+@click.option("--gamma", "r1_gamma", type=float, default=None, help="R1 weight (default: the preset's).")
+@click.option("--lr", type=float, default=None, help="Base learning rate (default 0.0025).")
+@click.option("--tick", "tick_kimg", type=float, default=None, help="kimg between ticks (stats and sample grids).")
+@click.option("--snap", "snapshot_ticks", type=int, default=None, help="Ticks between checkpoints.")
+@click.option("--mirror/--no-mirror", "xflip", default=None, help="Random x-flips of the reals.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--workers", type=int, default=0, show_default=True, help="Data loading processes.")
+@click.option("--metrics", default=None, help="Metrics to evaluate during training, e.g. fid5k,kid5k.")
+@click.option("--metrics-every", type=float, default=None, help="kimg between evaluations (default: at the end).")
+@click.option("--features", default="effnet-lite0", show_default=True, help="Feature extractor for metrics.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
+            xflip, device, workers, metrics, metrics_every, features, no_progress) -> None:
+    """Train INR-GAN (or continue a run with --resume RUN_DIR)."""
+    from ..config import ConfigError
+    from ..data import DatasetError
+    from ..training.loop import RunOptions, TrainingDivergedError, train
+
+    if out is None and resume is None:
+        raise click.UsageError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
+    if resume is None and data is None:
+        data = "fashion-mnist"
+    if resume is not None and seed is not None:
+        raise click.UsageError("--seed applies to new runs; a resumed run keeps its random state")
+    options = RunOptions(data=data, preset=preset if resume is None else preset, resolution=resolution,
+                         device=device, workers=workers, progress=not no_progress,
+                         metrics=_parse_metrics(metrics), metrics_every=metrics_every, features=features)
+    if resume is None:
+        options.preset = preset or DEFAULT_PRESET
+    overrides = dict(batch=batch, kimg=kimg, seed=seed, r1_gamma=r1_gamma, lr=lr, tick_kimg=tick_kimg,
+                     snapshot_ticks=snapshot_ticks, xflip=xflip)
+    try:
+        last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
+    except (ConfigError, DatasetError, FileNotFoundError, TrainingDivergedError) as e:
+        raise click.ClickException(str(e)) from e
+    if last:
+        click.echo(f"done: {last['kimg']:.3f} kimg, {last['img_per_s']:.1f} img/s in the last tick; "
+                   f"run in {out or resume}")

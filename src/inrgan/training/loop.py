@@ -1,0 +1,424 @@
+"""The training loop: phases Gmain, Dmain and lazy Dreg (R1), G_ema, logging, sample grids, checkpoints.
+
+Read top to bottom: :func:`training_step` is one iteration of the GAN game; :func:`train` builds or
+resumes a run and drives the steps, writing everything under the run directory:
+
+    run/
+      run.json             the resolved configs and options of the run
+      stats.jsonl          one record per tick
+      samples/             reals.png, fakes000000.png, ... (fixed seeds)
+      state.pt             complete training state (weights_only loadable), atomically replaced
+      export/              G_ema as config.json + model.safetensors (Generator.from_pretrained)
+      metrics.jsonl        metric records, when --metrics is given
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..config import ConfigError, DiscriminatorConfig, GeneratorConfig, TrainingConfig, get_preset
+from ..io import atomic_write_text
+from ..models import Discriminator, Generator
+from ..rendering.images import save_grid
+from .checkpoint import STATE_NAME, load_training_state, save_training_state
+from .ema import ema_beta, update_ema
+from .loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+
+RUN_CONFIG = "run.json"
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+@dataclass
+class RunOptions:
+    """How a run is carried out (not part of the recipe): data, device, logging and evaluation."""
+
+    data: str | None = "fashion-mnist"
+    preset: str | None = "cpu-32"
+    resolution: int | None = None
+    device: str = "auto"
+    workers: int = 0
+    progress: bool = True
+    metrics: list[str] = field(default_factory=list)
+    metrics_every: float | None = None  # kimg; None: at every snapshot
+    features: str = "effnet-lite0"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data order: a deterministic, resumable stream of index batches.
+
+
+def batch_indices(num_images: int, seed: int, start: int, batch: int) -> list[int]:
+    """Indices of images ``start .. start + batch`` of an endless stream of seeded permutations.
+
+    The stream depends only on (seed, position), so a run resumed at ``cur_nimg`` reads exactly the
+    images that an uninterrupted run would have read next.
+    """
+    out: list[int] = []
+    pos = start
+    while len(out) < batch:
+        epoch, offset = divmod(pos, num_images)
+        perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        take = min(batch - len(out), num_images - offset)
+        out.extend(perm[offset : offset + take].tolist())
+        pos += take
+    return out
+
+
+class StreamBatchSampler:
+    """Endless batch sampler over :func:`batch_indices`; ``rank``/``world`` take slices of each global batch."""
+
+    def __init__(self, num_images: int, seed: int, start_nimg: int, batch: int, rank: int = 0, world: int = 1):
+        if batch % world:
+            raise ConfigError(f"batch {batch} is not divisible by the number of processes {world}")
+        self.num_images, self.seed, self.pos, self.batch = num_images, seed, start_nimg, batch
+        self.rank, self.world = rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        local = self.batch // self.world
+        while True:
+            idx = batch_indices(self.num_images, self.seed, self.pos, self.batch)
+            self.pos += self.batch
+            yield idx[self.rank * local : (self.rank + 1) * local]
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimisers and one training iteration.
+
+
+def make_optimizers(G: nn.Module, D: nn.Module, t: TrainingConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and D with the lazy-regularisation correction of lr and betas (ratio = k / (k + 1))."""
+
+    def adam(module: nn.Module, interval: int) -> torch.optim.Adam:
+        ratio = interval / (interval + 1)
+        betas = (t.betas[0] ** ratio, t.betas[1] ** ratio)
+        return torch.optim.Adam(module.parameters(), lr=t.lr * ratio, betas=betas, eps=t.eps)
+
+    return adam(G, t.g_reg_interval), adam(D, t.r1_interval)
+
+
+def _check_finite(name: str, value: Tensor, nimg: int) -> None:
+    if not torch.isfinite(value).all():
+        raise TrainingDivergedError(
+            f"{name} became {value.item()} at step {nimg} images ({nimg / 1000:.3f} kimg); training stopped, "
+            f"the last good checkpoint is kept. Try a lower learning rate or a larger r1_gamma."
+        )
+
+
+def training_step(
+    G: nn.Module,
+    D: nn.Module,
+    G_opt: torch.optim.Optimizer,
+    D_opt: torch.optim.Optimizer,
+    real: Tensor,
+    gen_z: tuple[Tensor, Tensor],
+    do_r1: bool,
+    t: TrainingConfig,
+    cur_nimg: int = 0,
+    mixed_precision: bool = False,
+) -> dict[str, float]:
+    """One iteration: Gmain, Dmain and (every ``r1_interval`` steps) Dreg.
+
+    Args:
+        real: real images in [-1, 1], [B, C, R, R] (already flipped).
+        gen_z: latents for the G phase and the D phase, each [B, z_dim].
+        do_r1: whether this iteration runs the lazy R1 phase.
+
+    Returns the phase losses as floats.
+    """
+    stats: dict[str, float] = {}
+
+    # Gmain: make D say "real" to fresh fakes.
+    G.requires_grad_(True)
+    D.requires_grad_(False)
+    fake_logits = D(G(gen_z[0]), mixed_precision=mixed_precision)
+    loss_G = g_nonsaturating_loss(fake_logits)
+    _check_finite("loss_G", loss_G.detach(), cur_nimg)
+    G_opt.zero_grad(set_to_none=True)
+    loss_G.backward()
+    G_opt.step()
+    stats["loss_G"] = loss_G.item()
+
+    # Dmain: logistic loss on reals and fakes.
+    G.requires_grad_(False)
+    D.requires_grad_(True)
+    with torch.no_grad():
+        fake = G(gen_z[1])
+    fake_logits = D(fake, mixed_precision=mixed_precision)
+    real_logits = D(real, mixed_precision=mixed_precision)
+    loss_D = d_logistic_loss(real_logits, fake_logits)
+    _check_finite("loss_D", loss_D.detach(), cur_nimg)
+    D_opt.zero_grad(set_to_none=True)
+    loss_D.backward()
+    D_opt.step()
+    stats.update(loss_D=loss_D.item(), D_real=real_logits.mean().item(), D_fake=fake_logits.mean().item())
+
+    # Dreg: lazy R1 on the reals, weighted by the interval.
+    if do_r1 and t.r1_gamma > 0:
+        real_req = real.detach().requires_grad_(True)
+        real_logits = D(real_req, mixed_precision=mixed_precision)
+        loss_r1 = d_r1_loss(real_logits, real_req, t.r1_gamma, t.r1_interval)
+        _check_finite("loss_r1", loss_r1.detach(), cur_nimg)
+        D_opt.zero_grad(set_to_none=True)
+        (loss_r1 + real_logits.sum() * 0).backward()
+        D_opt.step()
+        stats["loss_r1"] = loss_r1.item()
+    D.requires_grad_(False)
+    return stats
+
+
+# ----------------------------------------------------------------------------------------------
+# The run.
+
+
+def _rng_state(rng: torch.Generator) -> dict[str, Any]:
+    state = {"rng": rng.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(rng: torch.Generator, state: dict[str, Any]) -> None:
+    rng.set_state(state["rng"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Run:
+    """Everything a run needs, resolved from a preset or from a run directory to resume."""
+
+    G_cfg: GeneratorConfig
+    D_cfg: DiscriminatorConfig
+    t: TrainingConfig
+    options: RunOptions
+    state: dict[str, Any] | None = None  # training state to resume from
+
+
+def plan_run(
+    options: RunOptions,
+    resume: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    img_channels: int = 3,
+) -> Run:
+    """Resolve configs: from the preset for a new run, from the run directory when resuming.
+
+    ``overrides`` replaces fields of the training config (e.g. batch, kimg, seed, r1_gamma); when
+    resuming, options left as None (data, preset, resolution) are taken from the run.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if resume is None:
+        if options.data is None:
+            raise ConfigError("--data is required for a new run")
+        preset = get_preset(options.preset or "cpu-32", options.resolution, img_channels)
+        options.preset, options.resolution = preset.name, preset.G.resolution
+        return Run(preset.G, preset.D, replace(preset.training, **overrides), options)
+    resume = Path(resume)
+    run_json = resume / RUN_CONFIG
+    if not run_json.is_file():
+        raise FileNotFoundError(f"{resume}: not a run directory (no {RUN_CONFIG})")
+    meta = json.loads(run_json.read_text())
+    state = load_training_state(resume / STATE_NAME)
+    for key in ("data", "preset", "resolution"):
+        if getattr(options, key) is None:
+            setattr(options, key, meta["options"][key])
+    t = TrainingConfig.from_dict(meta["training"])
+    return Run(GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"]),
+               replace(t, **overrides), options, state)
+
+
+def train(
+    run_dir: str | os.PathLike,
+    options: RunOptions,
+    resume: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Train (or resume) a run until ``kimg`` thousand images; returns the last tick's stats."""
+    from ..data import open_dataset
+
+    run_dir = Path(run_dir)
+    device = resolve_device(options.device)
+    run = plan_run(options, resume, overrides)
+    dataset = open_dataset(options.data, run.G_cfg.resolution)
+    if resume is None and dataset.num_channels != run.G_cfg.img_channels:
+        run = plan_run(options, None, overrides, img_channels=dataset.num_channels)
+    G_cfg, D_cfg, t = run.G_cfg, run.D_cfg, run.t
+    if G_cfg.img_channels != dataset.num_channels:
+        raise ConfigError(f"the run has {G_cfg.img_channels} channels but {options.data} has {dataset.num_channels}")
+
+    torch.manual_seed(t.seed)
+    G = Generator(G_cfg).to(device).train()
+    D = Discriminator(D_cfg).to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G_opt, D_opt = make_optimizers(G, D, t)
+    rng = torch.Generator().manual_seed(t.seed)
+    cur_nimg, cur_tick, batch_idx = 0, 0, 0
+    if run.state is not None:
+        s = run.state
+        G.load_state_dict(s["G"])
+        D.load_state_dict(s["D"])
+        G_ema.load_state_dict(s["G_ema"])
+        for opt, fresh in zip((G_opt, D_opt), make_optimizers(G, D, t), strict=True):
+            opt.load_state_dict(s["G_opt" if opt is G_opt else "D_opt"])
+            for group, new in zip(opt.param_groups, fresh.param_groups, strict=True):
+                group.update(lr=new["lr"], betas=new["betas"], eps=new["eps"])  # --lr etc. on resume
+        cur_nimg, cur_tick, batch_idx = int(s["cur_nimg"]), int(s["cur_tick"]), int(s["batch_idx"])
+        _set_rng_state(rng, s["rng_state"])
+        log(f"resuming from {resume} at {cur_nimg / 1000:.3f} kimg")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "samples").mkdir(exist_ok=True)
+    run_meta = {"G": G_cfg.to_dict(), "D": D_cfg.to_dict(), "training": t.to_dict(),
+                "options": options.to_dict(), "dataset": {"name": dataset.name, "size": len(dataset)}}
+    if not (run_dir / RUN_CONFIG).is_file():
+        atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
+
+    total_nimg = int(round(t.kimg * 1000))
+    mixed = t.mixed_precision and device.type == "cuda"
+    sampler = StreamBatchSampler(len(dataset), t.seed, cur_nimg, t.batch)
+    loader = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=options.workers,
+                                              pin_memory=device.type == "cuda"))
+    grid_z = torch.randn(t.grid_seeds, G_cfg.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+    if resume is None:
+        reals = torch.stack([dataset[i] for i in range(min(t.grid_seeds, len(dataset)))])
+        save_grid(reals.float() / 127.5 - 1, run_dir / "samples" / "reals.png")
+
+    writer = _tensorboard(run_dir)
+    progress = _progress(options.progress, total_nimg, cur_nimg)
+    tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
+    accum: dict[str, list[float]] = {}
+    last: dict[str, Any] = {}
+
+    def snapshot() -> None:
+        state = {
+            "G_cfg": G_cfg.to_dict(), "D_cfg": D_cfg.to_dict(),
+            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+            "G_opt": G_opt.state_dict(), "D_opt": D_opt.state_dict(),
+            "cur_nimg": cur_nimg, "cur_tick": cur_tick, "batch_idx": batch_idx,
+            "rng_state": _rng_state(rng),
+        }
+        save_training_state(run_dir / STATE_NAME, state)
+        atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
+        G_ema.save_pretrained(run_dir / "export", extra={"kimg": cur_nimg / 1000, "run": str(run_dir)})
+
+    while cur_nimg < total_nimg:
+        real = next(loader).to(device).float() / 127.5 - 1  # [B, C, R, R]
+        if t.xflip:
+            flip = torch.rand(real.shape[0], generator=rng) < 0.5
+            real = torch.where(flip.to(device)[:, None, None, None], real.flip(3), real)
+        gen_z = torch.randn(2, t.batch, G_cfg.z_dim, generator=rng).to(device)
+        stats = training_step(G, D, G_opt, D_opt, real, (gen_z[0], gen_z[1]), batch_idx % t.r1_interval == 0,
+                              t, cur_nimg, mixed)
+        cur_nimg += t.batch
+        batch_idx += 1
+        beta = ema_beta(t.batch, cur_nimg, t.ema_kimg, t.ema_rampup)
+        update_ema(G_ema, G, beta)
+        for k, v in stats.items():
+            accum.setdefault(k, []).append(v)
+        if progress is not None:
+            progress.update(t.batch)
+            progress.set_postfix_str(
+                f"kimg {cur_nimg / 1000:.2f} | G {stats['loss_G']:.3f} | D {stats['loss_D']:.3f}", refresh=False)
+
+        done = cur_nimg >= total_nimg
+        if not done and cur_nimg < tick_start_nimg + t.tick_kimg * 1000:
+            continue
+        # Tick: stats, samples, and (every snapshot_ticks) a checkpoint.
+        now = time.time()
+        last = {
+            "tick": cur_tick, "kimg": cur_nimg / 1000, "time_s": round(now - start_time, 3),
+            "img_per_s": round((cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 3),
+            "ema_beta": beta, **{k: sum(v) / len(v) for k, v in accum.items()},
+        }
+        with open(run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(last) + "\n")
+        if writer is not None:
+            for k, v in last.items():
+                if k not in ("tick",):
+                    writer.add_scalar(f"train/{k}", v, cur_nimg)
+        with torch.no_grad():
+            fakes = torch.cat([G_ema(z[None]) for z in grid_z])
+        save_grid(fakes, run_dir / "samples" / f"fakes{cur_nimg // 1000:06d}.png")
+        cur_tick += 1
+        if done or cur_tick % t.snapshot_ticks == 0:
+            snapshot()
+        if options.metrics and (done or _metrics_due(options, cur_nimg, tick_start_nimg)):
+            _evaluate(G_ema, dataset, options, run_dir, cur_nimg, device, log)
+        accum = {}
+        tick_start_nimg, tick_start_time = cur_nimg, time.time()
+
+    if progress is not None:
+        progress.close()
+    if writer is not None:
+        writer.close()
+    if run.state is not None and not last:
+        log(f"nothing to do: the run is already at {cur_nimg / 1000:.3f} kimg >= --kimg {t.kimg}")
+    return last
+
+
+def _metrics_due(options: RunOptions, cur_nimg: int, tick_start_nimg: int) -> bool:
+    every = options.metrics_every
+    if every is None:
+        return False
+    step = int(every * 1000)
+    return step > 0 and cur_nimg // step > tick_start_nimg // step
+
+
+def _evaluate(G_ema, dataset, options: RunOptions, run_dir: Path, cur_nimg: int, device, log) -> None:
+    from ..metrics import evaluate
+
+    records = evaluate(G_ema, dataset, options.metrics, features=options.features, device=device,
+                       progress=False)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        for r in records:
+            f.write(json.dumps({"kimg": cur_nimg / 1000, **r}) + "\n")
+    log(" ".join(f"{r['metric']}={r['value']:.4g}" for r in records))
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: logging goes to stats.jsonl only
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", unit_scale=True, dynamic_ncols=True,
+                desc="train", smoothing=0.1)
+

@@ -1,0 +1,155 @@
+"""Training maths and state: R1, EMA half-life, optimiser correction, data order, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inrgan import Discriminator, Generator, get_preset
+from inrgan.config import DiscriminatorConfig, TrainingConfig
+from inrgan.training.checkpoint import load_training_state, save_training_state
+from inrgan.training.ema import ema_beta, update_ema
+from inrgan.training.loop import RunOptions, TrainingDivergedError, batch_indices, make_optimizers, train
+from inrgan.training.loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, r1_penalty
+
+
+def test_r1_penalty_matches_finite_differences():
+    torch.manual_seed(0)
+    D = Discriminator(DiscriminatorConfig(resolution=16, img_channels=1, channel_base=64, channel_max=8)).double()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    pen = r1_penalty(D(xr), xr)  # [B]
+
+    # Independent: the full gradient of sum(D(x)) by central differences, element by element.
+    h = 1e-5
+    grad = torch.zeros_like(x)
+    flat = x.view(-1)
+    with torch.no_grad():
+        for i in range(flat.numel()):
+            e = torch.zeros_like(flat)
+            e[i] = h
+            grad.view(-1)[i] = (D((flat + e).view_as(x)).sum() - D((flat - e).view_as(x)).sum()) / (2 * h)
+    ref = grad.square().sum(dim=(1, 2, 3))
+    torch.testing.assert_close(pen.detach(), ref, rtol=1e-5, atol=1e-8)
+    assert d_r1_loss(D(xr), xr, gamma=10.0, interval=16).item() == pytest.approx(ref.mean().item() * 5 * 16, rel=1e-5)
+
+
+def test_logistic_losses_closed_form():
+    real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    assert d_logistic_loss(real, fake).item() == pytest.approx((sp(0.5) + sp(-3)) / 2 + (sp(-2) + sp(1)) / 2)
+    assert g_nonsaturating_loss(fake).item() == pytest.approx((sp(-0.5) + sp(3)) / 2)
+
+
+def test_ema_half_life_arithmetic():
+    batch, ema_kimg = 32, 10.0
+    beta = ema_beta(batch, cur_nimg=10**9, ema_kimg=ema_kimg, rampup=0.05)
+    # After ema_kimg thousand images the old weights count half.
+    assert beta ** (ema_kimg * 1000 / batch) == pytest.approx(0.5, rel=1e-9)
+    # Ramp-up: early on the half-life is 5% of the images seen so far.
+    assert ema_beta(batch, 20_000, ema_kimg, 0.05) ** (1000 / batch) == pytest.approx(0.5)
+    assert ema_beta(batch, 20_000, ema_kimg, None) == pytest.approx(beta)
+
+    G = Generator(get_preset("cpu-32", 16).G)
+    G_ema = Generator(get_preset("cpu-32", 16).G)
+    p0 = next(G_ema.parameters()).detach().clone()
+    update_ema(G_ema, G, 0.25)
+    torch.testing.assert_close(next(G_ema.parameters()), 0.25 * p0 + 0.75 * next(G.parameters()))
+
+
+def test_lazy_regularisation_correction_of_adam():
+    p = get_preset("inr-gan", 256)
+    G, D = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    G_opt, D_opt = make_optimizers(G, D, p.training)
+    assert G_opt.param_groups[0]["lr"] == pytest.approx(0.002)
+    assert D_opt.param_groups[0]["lr"] == pytest.approx(0.0025 * 16 / 17)
+    assert D_opt.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+
+
+def test_batch_indices_are_a_resumable_stream_of_permutations():
+    a = batch_indices(10, seed=3, start=0, batch=25)
+    b = batch_indices(10, 3, 0, 12) + batch_indices(10, 3, 12, 13)
+    assert a == b
+    assert sorted(a[:10]) == list(range(10)) and sorted(a[10:20]) == list(range(10))
+    assert a[:10] != a[10:20]
+
+
+def test_export_round_trip_gives_identical_outputs(tmp_path):
+    G = Generator(get_preset("cpu-32", 16, 1).G).eval()
+    G.mapping.w_avg.normal_()
+    G.save_pretrained(tmp_path / "export")
+    G2 = Generator.from_pretrained(tmp_path / "export")
+    z = torch.randn(3, G.z_dim)
+    torch.testing.assert_close(G2(z, truncation_psi=0.7), G(z, truncation_psi=0.7), rtol=0, atol=0)
+    meta = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert meta["format"] == "inrgan-generator" and meta["config"]["resolution"] == 16
+
+
+def test_training_state_is_plain_data_and_weights_only(tmp_path):
+    state = {"G": {"w": torch.randn(3)}, "cur_nimg": 128, "rng_state": {"rng": torch.Generator().get_state()}}
+    save_training_state(tmp_path / "state.pt", state)
+    back = load_training_state(tmp_path)
+    torch.testing.assert_close(back["G"]["w"], state["G"]["w"])
+    assert back["cur_nimg"] == 128
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_training_state(tmp_path / "bad.pt")
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole-loop tests on a tiny image folder.
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.RandomState(0)
+    for i in range(24):
+        arr = (rng.rand(20, 20) * 255).astype(np.uint8)
+        Image.fromarray(arr, "L").save(d / f"{i:03d}.png")
+    return str(d)
+
+
+def _opts(data):
+    return RunOptions(data=data, preset="cpu-32", resolution=16, device="cpu", progress=False)
+
+
+TINY = dict(batch=4, tick_kimg=0.008, snapshot_ticks=1, seed=7, r1_interval=2, ema_kimg=0.01)
+
+
+def test_resume_is_exact(tmp_path, tiny_data):
+    # 4 steps straight vs 2 steps + resume + 2 steps: identical G, D and G_ema.
+    train(tmp_path / "straight", _opts(tiny_data), overrides=dict(TINY, kimg=0.016), log=lambda *_: None)
+    train(tmp_path / "split", _opts(tiny_data), overrides=dict(TINY, kimg=0.008), log=lambda *_: None)
+    train(tmp_path / "split", RunOptions(data=None, preset=None, device="cpu", progress=False),
+          resume=tmp_path / "split", overrides={"kimg": 0.016}, log=lambda *_: None)
+    a = load_training_state(tmp_path / "straight")
+    b = load_training_state(tmp_path / "split")
+    assert a["cur_nimg"] == b["cur_nimg"] == 16
+    for net in ("G", "D", "G_ema"):
+        for k in a[net]:
+            torch.testing.assert_close(a[net][k], b[net][k], rtol=0, atol=0, msg=f"{net}.{k}")
+    for k in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(a["D_opt"]["state"][0][k], b["D_opt"]["state"][0][k], rtol=0, atol=0)
+    stats = [json.loads(line) for line in (tmp_path / "split" / "stats.jsonl").read_text().splitlines()]
+    assert [s["kimg"] for s in stats] == [0.008, 0.016]
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    train(run, _opts(tiny_data), overrides=dict(TINY, kimg=0.008), log=lambda *_: None)
+    before = (run / "state.pt").read_bytes()
+    with pytest.raises(TrainingDivergedError, match=r"at step \d+ images"):
+        train(run, RunOptions(data=None, preset=None, device="cpu", progress=False), resume=run,
+              overrides={"kimg": 0.016, "lr": float("inf")}, log=lambda *_: None)
+    assert (run / "state.pt").read_bytes() == before
+
+
+def test_training_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="batch"):
+        TrainingConfig(batch=0)
