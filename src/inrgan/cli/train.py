@@ -1,4 +1,4 @@
-"""inrgan train: train a new run, or resume one."""
+"""inrgan train: train a new run, or resume one; under torchrun, one rank of a multi-process run."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--tick", "tick_kimg", type=float, default=None, help="kimg between ticks (stats and sample grids).")
 @click.option("--snap", "snapshot_ticks", type=int, default=None, help="Ticks between checkpoints.")
 @click.option("--mirror/--no-mirror", "xflip", default=None, help="Random x-flips of the reals.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda or mps. Under torchrun: cuda (each rank on cuda:LOCAL_RANK, NCCL) or cpu (gloo).")
 @click.option("--workers", type=int, default=0, show_default=True, help="Data loading processes.")
 @click.option("--metrics", default=None, help="Metrics to evaluate during training, e.g. fid5k,kid5k.")
 @click.option("--metrics-every", type=float, default=None, help="kimg between evaluations (default: at the end).")
@@ -36,9 +37,14 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
             xflip, device, workers, metrics, metrics_every, features, no_progress) -> None:
-    """Train INR-GAN (or continue a run with --resume RUN_DIR)."""
+    """Train INR-GAN (or continue a run with --resume RUN_DIR).
+
+    Started by torchrun (torchrun --nproc_per_node N -m inrgan train ...), every process trains on its
+    share of the --batch images of each step; see docs/distributed.md.
+    """
     from ..config import ConfigError
     from ..data import DatasetError
+    from ..training.distributed import DistributedError, torchrun_ranks
     from ..training.loop import RunOptions, TrainingDivergedError, train
 
     if out is None and resume is None:
@@ -56,8 +62,9 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
                      snapshot_ticks=snapshot_ticks, xflip=xflip)
     try:
         last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
-    except (ConfigError, DatasetError, FileNotFoundError, TrainingDivergedError) as e:
+    except (ConfigError, DatasetError, FileNotFoundError, TrainingDivergedError, DistributedError) as e:
         raise click.ClickException(str(e)) from e
-    if last:
+    rank = (torchrun_ranks() or (0, 1, 0))[0]
+    if last and rank == 0:
         click.echo(f"done: {last['kimg']:.3f} kimg, {last['img_per_s']:.1f} img/s in the last tick; "
                    f"run in {out or resume}")

@@ -10,12 +10,16 @@ resumes a run and drives the steps, writing everything under the run directory:
       state.pt             complete training state (weights_only loadable), atomically replaced
       export/              G_ema as config.json + model.safetensors (Generator.from_pretrained)
       metrics.jsonl        metric records, when --metrics is given
+
+Under torchrun every rank runs :func:`train` on its shard of each global batch and only rank 0 writes
+the run directory; see :mod:`inrgan.training.distributed` and docs/distributed.md.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -31,6 +35,7 @@ from ..io import atomic_write_text
 from ..models import Discriminator, Generator
 from ..rendering.images import save_grid
 from .checkpoint import STATE_NAME, load_training_state, save_training_state
+from .distributed import Distributed, init_distributed
 from .ema import ema_beta, update_ema
 from .loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
@@ -95,7 +100,14 @@ def batch_indices(num_images: int, seed: int, start: int, batch: int) -> list[in
 
 
 class StreamBatchSampler:
-    """Endless batch sampler over :func:`batch_indices`; ``rank``/``world`` take slices of each global batch."""
+    """Endless batch sampler over :func:`batch_indices`; rank ``rank`` of ``world`` takes its shard of each
+    global batch.
+
+    The shard is strided, images ``rank, rank + world, ...``. D's minibatch-std layer puts images i and j
+    of a batch of B in one group when i = j mod (B / group_size), so a strided shard holds whole groups:
+    when a shard has at least group_size images, the ranks form exactly the groups that one process
+    forms from the global batch.
+    """
 
     def __init__(self, num_images: int, seed: int, start_nimg: int, batch: int, rank: int = 0, world: int = 1):
         if batch % world:
@@ -104,11 +116,10 @@ class StreamBatchSampler:
         self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[list[int]]:
-        local = self.batch // self.world
         while True:
             idx = batch_indices(self.num_images, self.seed, self.pos, self.batch)
             self.pos += self.batch
-            yield idx[self.rank * local : (self.rank + 1) * local]
+            yield idx[self.rank :: self.world]  # [local]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,10 +137,10 @@ def make_optimizers(G: nn.Module, D: nn.Module, t: TrainingConfig) -> tuple[torc
     return adam(G, t.g_reg_interval), adam(D, t.r1_interval)
 
 
-def _check_finite(name: str, value: Tensor, nimg: int) -> None:
-    if not torch.isfinite(value).all():
+def _check_finite(name: str, value: float, nimg: int) -> None:
+    if not math.isfinite(value):
         raise TrainingDivergedError(
-            f"{name} became {value.item()} at step {nimg} images ({nimg / 1000:.3f} kimg); training stopped, "
+            f"{name} became {value} at step {nimg} images ({nimg / 1000:.3f} kimg); training stopped, "
             f"the last good checkpoint is kept. Try a lower learning rate or a larger r1_gamma."
         )
 
@@ -145,6 +156,7 @@ def training_step(
     t: TrainingConfig,
     cur_nimg: int = 0,
     mixed_precision: bool = False,
+    dist: Distributed | None = None,
 ) -> dict[str, float]:
     """One iteration: Gmain, Dmain and (every ``r1_interval`` steps) Dreg.
 
@@ -152,9 +164,12 @@ def training_step(
         real: real images in [-1, 1], [B, C, R, R] (already flipped).
         gen_z: latents for the G phase and the D phase, each [B, z_dim].
         do_r1: whether this iteration runs the lazy R1 phase.
+        dist: under torchrun, this rank's place in the run: ``real`` and ``gen_z`` are then this rank's
+            shard of the global batch, and every phase's gradients are averaged over the ranks.
 
-    Returns the phase losses as floats.
+    Returns the phase losses as floats (means over the ranks).
     """
+    dist = dist or Distributed()
     stats: dict[str, float] = {}
 
     # Gmain: make D say "real" to fresh fakes.
@@ -162,11 +177,12 @@ def training_step(
     D.requires_grad_(False)
     fake_logits = D(G(gen_z[0]), mixed_precision=mixed_precision)
     loss_G = g_nonsaturating_loss(fake_logits)
-    _check_finite("loss_G", loss_G.detach(), cur_nimg)
+    (stats["loss_G"],) = dist.mean(loss_G)
+    _check_finite("loss_G", stats["loss_G"], cur_nimg)
     G_opt.zero_grad(set_to_none=True)
     loss_G.backward()
+    dist.average_gradients(G)
     G_opt.step()
-    stats["loss_G"] = loss_G.item()
 
     # Dmain: logistic loss on reals and fakes.
     G.requires_grad_(False)
@@ -176,23 +192,30 @@ def training_step(
     fake_logits = D(fake, mixed_precision=mixed_precision)
     real_logits = D(real, mixed_precision=mixed_precision)
     loss_D = d_logistic_loss(real_logits, fake_logits)
-    _check_finite("loss_D", loss_D.detach(), cur_nimg)
+    stats["loss_D"], stats["D_real"], stats["D_fake"] = dist.mean(loss_D, real_logits.mean(), fake_logits.mean())
+    _check_finite("loss_D", stats["loss_D"], cur_nimg)
     D_opt.zero_grad(set_to_none=True)
     loss_D.backward()
+    dist.average_gradients(D)
     D_opt.step()
-    stats.update(loss_D=loss_D.item(), D_real=real_logits.mean().item(), D_fake=fake_logits.mean().item())
 
     # Dreg: lazy R1 on the reals, weighted by the interval.
     if do_r1 and t.r1_gamma > 0:
         real_req = real.detach().requires_grad_(True)
         real_logits = D(real_req, mixed_precision=mixed_precision)
         loss_r1 = d_r1_loss(real_logits, real_req, t.r1_gamma, t.r1_interval)
-        _check_finite("loss_r1", loss_r1.detach(), cur_nimg)
+        (stats["loss_r1"],) = dist.mean(loss_r1)
+        _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
         D_opt.zero_grad(set_to_none=True)
         (loss_r1 + real_logits.sum() * 0).backward()
+        dist.average_gradients(D)
         D_opt.step()
-        stats["loss_r1"] = loss_r1.item()
     D.requires_grad_(False)
+
+    # Each rank moved w_avg towards its own shard's mean w. The update is linear in that mean, so the
+    # mean over ranks is the update by the global batch's mean, as in one process.
+    if dist.active:
+        dist.average_(G.mapping.w_avg)
     return stats
 
 
@@ -264,11 +287,33 @@ def train(
     overrides: dict[str, Any] | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """Train (or resume) a run until ``kimg`` thousand images; returns the last tick's stats."""
+    """Train (or resume) a run until ``kimg`` thousand images; returns the last tick's stats.
+
+    Started by torchrun, every rank calls this: it joins the process group here and leaves it at the
+    end, and only rank 0 logs and writes the run directory.
+    """
+    dist = init_distributed(resolve_device(options.device))
+    try:
+        return _train(Path(run_dir), options, resume, overrides, log if dist.is_main else _quiet, dist)
+    finally:
+        dist.shutdown()
+
+
+def _quiet(*_args: Any, **_kwargs: Any) -> None:
+    pass
+
+
+def _train(
+    run_dir: Path,
+    options: RunOptions,
+    resume: str | os.PathLike | None,
+    overrides: dict[str, Any] | None,
+    log,
+    dist: Distributed,
+) -> dict[str, Any]:
     from ..data import open_dataset
 
-    run_dir = Path(run_dir)
-    device = resolve_device(options.device)
+    device = dist.device
     run = plan_run(options, resume, overrides)
     dataset = open_dataset(options.data, run.G_cfg.resolution)
     if resume is None and dataset.num_channels != run.G_cfg.img_channels:
@@ -276,6 +321,12 @@ def train(
     G_cfg, D_cfg, t = run.G_cfg, run.D_cfg, run.t
     if G_cfg.img_channels != dataset.num_channels:
         raise ConfigError(f"the run has {G_cfg.img_channels} channels but {options.data} has {dataset.num_channels}")
+    if t.batch % dist.world_size:
+        raise ConfigError(f"the global batch {t.batch} cannot be split over {dist.world_size} ranks: give a "
+                          f"--batch that is a multiple of {dist.world_size}")
+    if dist.active:
+        log(f"distributed: {dist.world_size} ranks ({dist.backend} on {device.type}), "
+            f"{t.batch // dist.world_size} images per rank of the global batch of {t.batch}")
 
     torch.manual_seed(t.seed)
     G = Generator(G_cfg).to(device).train()
@@ -296,26 +347,30 @@ def train(
         cur_nimg, cur_tick, batch_idx = int(s["cur_nimg"]), int(s["cur_tick"]), int(s["batch_idx"])
         _set_rng_state(rng, s["rng_state"])
         log(f"resuming from {resume} at {cur_nimg / 1000:.3f} kimg")
+    dist.broadcast_((G, D, G_ema))  # every replica starts from rank 0's weights
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "samples").mkdir(exist_ok=True)
     run_meta = {"G": G_cfg.to_dict(), "D": D_cfg.to_dict(), "training": t.to_dict(),
-                "options": options.to_dict(), "dataset": {"name": dataset.name, "size": len(dataset)}}
-    if not (run_dir / RUN_CONFIG).is_file():
-        atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
+                "options": options.to_dict(), "dataset": {"name": dataset.name, "size": len(dataset)},
+                "ranks": dist.world_size}
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        if not (run_dir / RUN_CONFIG).is_file():
+            atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
 
     total_nimg = int(round(t.kimg * 1000))
     mixed = t.mixed_precision and device.type == "cuda"
-    sampler = StreamBatchSampler(len(dataset), t.seed, cur_nimg, t.batch)
+    sampler = StreamBatchSampler(len(dataset), t.seed, cur_nimg, t.batch, dist.rank, dist.world_size)
     loader = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=options.workers,
                                               pin_memory=device.type == "cuda"))
+    shard = slice(dist.rank, None, dist.world_size)  # this rank's images of a global batch, as the sampler's
     grid_z = torch.randn(t.grid_seeds, G_cfg.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
-    if resume is None:
+    if resume is None and dist.is_main:
         reals = torch.stack([dataset[i] for i in range(min(t.grid_seeds, len(dataset)))])
         save_grid(reals.float() / 127.5 - 1, run_dir / "samples" / "reals.png")
 
-    writer = _tensorboard(run_dir)
-    progress = _progress(options.progress, total_nimg, cur_nimg)
+    writer = _tensorboard(run_dir) if dist.is_main else None
+    progress = _progress(options.progress and dist.is_main, total_nimg, cur_nimg)
     tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
     accum: dict[str, list[float]] = {}
     last: dict[str, Any] = {}
@@ -333,13 +388,15 @@ def train(
         G_ema.save_pretrained(run_dir / "export", extra={"kimg": cur_nimg / 1000, "run": str(run_dir)})
 
     while cur_nimg < total_nimg:
-        real = next(loader).to(device).float() / 127.5 - 1  # [B, C, R, R]
+        real = next(loader).to(device).float() / 127.5 - 1  # [B / ranks, C, R, R]
+        # Every rank draws the flips and latents of the whole global batch and keeps its shard, so the
+        # random stream, and with it the run, is the same for any number of ranks.
         if t.xflip:
-            flip = torch.rand(real.shape[0], generator=rng) < 0.5
+            flip = (torch.rand(t.batch, generator=rng) < 0.5)[shard]
             real = torch.where(flip.to(device)[:, None, None, None], real.flip(3), real)
-        gen_z = torch.randn(2, t.batch, G_cfg.z_dim, generator=rng).to(device)
+        gen_z = torch.randn(2, t.batch, G_cfg.z_dim, generator=rng)[:, shard].to(device)  # [2, B / ranks, z_dim]
         stats = training_step(G, D, G_opt, D_opt, real, (gen_z[0], gen_z[1]), batch_idx % t.r1_interval == 0,
-                              t, cur_nimg, mixed)
+                              t, cur_nimg, mixed, dist)
         cur_nimg += t.batch
         batch_idx += 1
         beta = ema_beta(t.batch, cur_nimg, t.ema_kimg, t.ema_rampup)
@@ -354,27 +411,29 @@ def train(
         done = cur_nimg >= total_nimg
         if not done and cur_nimg < tick_start_nimg + t.tick_kimg * 1000:
             continue
-        # Tick: stats, samples, and (every snapshot_ticks) a checkpoint.
+        # Tick: stats, samples, and (every snapshot_ticks) a checkpoint, written by rank 0 alone.
         now = time.time()
         last = {
             "tick": cur_tick, "kimg": cur_nimg / 1000, "time_s": round(now - start_time, 3),
             "img_per_s": round((cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 3),
             "ema_beta": beta, **{k: sum(v) / len(v) for k, v in accum.items()},
         }
-        with open(run_dir / "stats.jsonl", "a") as f:
-            f.write(json.dumps(last) + "\n")
-        if writer is not None:
-            for k, v in last.items():
-                if k not in ("tick",):
-                    writer.add_scalar(f"train/{k}", v, cur_nimg)
-        with torch.no_grad():
-            fakes = torch.cat([G_ema(z[None]) for z in grid_z])
-        save_grid(fakes, run_dir / "samples" / f"fakes{cur_nimg // 1000:06d}.png")
         cur_tick += 1
-        if done or cur_tick % t.snapshot_ticks == 0:
-            snapshot()
-        if options.metrics and (done or _metrics_due(options, cur_nimg, tick_start_nimg)):
-            _evaluate(G_ema, dataset, options, run_dir, cur_nimg, device, log)
+        if dist.is_main:
+            with open(run_dir / "stats.jsonl", "a") as f:
+                f.write(json.dumps(last) + "\n")
+            if writer is not None:
+                for k, v in last.items():
+                    if k not in ("tick",):
+                        writer.add_scalar(f"train/{k}", v, cur_nimg)
+            with torch.no_grad():
+                fakes = torch.cat([G_ema(z[None]) for z in grid_z])
+            save_grid(fakes, run_dir / "samples" / f"fakes{cur_nimg // 1000:06d}.png")
+            if done or cur_tick % t.snapshot_ticks == 0:
+                snapshot()
+            if options.metrics and (done or _metrics_due(options, cur_nimg, tick_start_nimg)):
+                _evaluate(G_ema, dataset, options, run_dir, cur_nimg, device, log)
+        dist.wait_for_main("rank 0 to write the tick's stats, samples, checkpoint and metrics")
         accum = {}
         tick_start_nimg, tick_start_time = cur_nimg, time.time()
 

@@ -1,0 +1,268 @@
+"""Multi-process training on gloo, 2 CPU ranks: the same weights as one process, resume in one process,
+and a prompt, clear stop when a rank dies.
+
+Ranks are started by torchrun (as users start them) or directly with torchrun's environment variables.
+This file is also the rank program of the step test: ``python tests/test_distributed.py OUT DATA``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inrgan import Discriminator, Generator, get_preset
+from inrgan.config import ConfigError
+from inrgan.training.checkpoint import load_training_state
+from inrgan.training.distributed import init_distributed
+from inrgan.training.loop import RunOptions, StreamBatchSampler, make_optimizers, train, training_step
+
+TINY = dict(batch=8, tick_kimg=0.008, snapshot_ticks=1, seed=7)
+TINY_ARGS = ["--preset", "cpu-32", "--resolution", "16", "--batch", "8", "--tick", "0.008", "--snap", "1",
+             "--seed", "7", "--device", "cpu", "--no-progress"]
+WAIT_S = 120  # no rank program here needs more than a few seconds; this only stops a hang
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.RandomState(0)
+    for i in range(24):
+        Image.fromarray((rng.rand(20, 20) * 255).astype(np.uint8), "L").save(d / f"{i:03d}.png")
+    return str(d)
+
+
+@pytest.fixture
+def one_thread():
+    """This process computes the one-process reference beside 2 ranks on a small machine: 1 thread each."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_ranks(args: list[str], world: int = 2, **env: str) -> list[subprocess.Popen]:
+    """``python ARGS`` once per rank, with the environment torchrun would give it."""
+    port = str(_free_port())
+    procs = []
+    for rank in range(world):
+        rank_env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank),
+                        WORLD_SIZE=str(world), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1", **env)
+        procs.append(subprocess.Popen([sys.executable, *args], env=rank_env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[str]:
+    outputs = []
+    for p in procs:
+        try:
+            outputs.append(p.communicate(timeout=WAIT_S)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for p, out in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, out
+    return outputs
+
+
+def _assert_same_nets(a: dict, b: dict, atol: float, nets=("G", "D", "G_ema")) -> None:
+    """Every weight and buffer within ``atol``, or 8 float32 ulps where larger (the mapping network
+    stores its weights divided by its lr multiplier 0.01, so they reach a few hundred)."""
+    rtol = 8 * torch.finfo(torch.float32).eps if atol else 0.0
+    for net in nets:
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            torch.testing.assert_close(a[net][k], b[net][k], rtol=rtol, atol=atol, msg=f"{net}.{k}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Sharding: each rank's images form the minibatch-std groups of one process.
+
+
+def test_strided_shards_form_the_minibatch_std_groups_of_one_process():
+    full = next(iter(StreamBatchSampler(24, seed=7, start_nimg=16, batch=8)))
+    shards = [next(iter(StreamBatchSampler(24, 7, 16, 8, rank=r, world=2))) for r in range(2)]
+    assert shards == [full[0::2], full[1::2]]
+
+    # One process groups images {0, 2, 4, 6} and {1, 3, 5, 7} of a batch of 8 (group size 4), so D
+    # gives every image the same logit on its rank as in the whole batch.
+    torch.manual_seed(0)
+    D = Discriminator(get_preset("cpu-32", 16, 1).D)
+    x = torch.randn(8, 1, 16, 16)
+    with torch.no_grad():
+        whole = D(x)  # [8, 1]
+        per_rank = torch.stack([D(x[0::2]), D(x[1::2])], dim=1).reshape(8, 1)  # interleave the ranks
+        halves = torch.cat([D(x[:4]), D(x[4:])])
+    torch.testing.assert_close(per_rank, whole, rtol=0, atol=1e-6)
+    assert not torch.allclose(halves, whole, atol=1e-4)  # contiguous shards would form other groups
+
+
+# ----------------------------------------------------------------------------------------------
+# One training step on 2 ranks = one step of one process on the same images; both replicas agree.
+
+
+def _step_inputs():
+    p = get_preset("cpu-32", 16, 1)
+    torch.manual_seed(0)
+    G, D = Generator(p.G).train(), Discriminator(p.D).train()
+    # Adam's first step is lr * g / (|g| + eps): where a gradient is below eps, fp32 rounding of the sums
+    # over the batch (~1e-10 here, different for 2 x 4 images than for 8) moves the weight by up to
+    # lr * 1e-10 / eps. At eps = 1e-8 that is ~2e-5 for a few dozen of 580k weights; at 1e-6 it is ~2e-7,
+    # so the comparison below sees the data-parallel step itself. The gradients are compared as well.
+    t = replace(p.training, batch=8, r1_interval=2, eps=1e-6)
+    G_opt, D_opt = make_optimizers(G, D, t)
+    gen = torch.Generator().manual_seed(1)
+    real = torch.rand(8, 1, 16, 16, generator=gen) * 2 - 1  # [8, 1, 16, 16]
+    z = torch.randn(2, 8, p.G.z_dim, generator=gen)  # [2, 8, z_dim]
+    return G, D, G_opt, D_opt, real, z, t
+
+
+def _grads(G, D) -> dict[str, torch.Tensor]:
+    """What the step leaves in .grad: G's from Gmain, D's from Dreg (R1), both averaged over ranks."""
+    return {f"{net}.{k}": p.grad for net, m in (("G", G), ("D", D)) for k, p in m.named_parameters()
+            if p.grad is not None}
+
+
+def _rank_program(out: Path, data: str) -> None:
+    """One rank of test_training_step_on_two_ranks_matches_one_process."""
+    torch.set_num_threads(1)
+    dist = init_distributed(torch.device("cpu"))
+    G, D, G_opt, D_opt, real, z, t = _step_inputs()
+    shard = slice(dist.rank, None, dist.world_size)
+    stats = training_step(G, D, G_opt, D_opt, real[shard], (z[0, shard], z[1, shard]), True, t, dist=dist)
+    features = dist.all_gather(torch.full((dist.rank + 1, 3), float(dist.rank)))  # 1 row on rank 0, 2 on rank 1
+    try:  # train() joins the caller's process group and checks the batch against it
+        train(out / "odd", RunOptions(data=data, preset="cpu-32", resolution=16, device="cpu", progress=False),
+              overrides=dict(TINY, batch=7, kimg=0.008), log=lambda *_: None)
+        batch_error = ""
+    except ConfigError as e:
+        batch_error = str(e)
+    torch.save({"G": G.state_dict(), "D": D.state_dict(), "grads": _grads(G, D), "stats": stats,
+                "features": features, "batch_error": batch_error}, out / f"rank{dist.rank}.pt")
+    dist.shutdown()
+
+
+def test_training_step_on_two_ranks_matches_one_process(tmp_path, tiny_data, one_thread):
+    procs = _start_ranks([__file__, str(tmp_path), tiny_data])
+    G, D, G_opt, D_opt, real, z, t = _step_inputs()
+    stats = training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), True, t)  # all phases, R1 included
+    _finish(procs)
+    one = {"G": G.state_dict(), "D": D.state_dict()}
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    _assert_same_nets(ranks[0], one, atol=1e-5, nets=("G", "D"))
+    _assert_same_nets(ranks[1], ranks[0], atol=0, nets=("G", "D"))  # identical replicas, w_avg included
+    grads = _grads(G, D)
+    assert grads.keys() == ranks[0]["grads"].keys() and any(k.startswith("D.") for k in grads)
+    for k, g in grads.items():  # R1's bias gradients (~1e-8) are sums that nearly cancel: 1e-4 of the largest
+        torch.testing.assert_close(ranks[0]["grads"][k], g, rtol=0, atol=1e-4 * g.abs().max().item(), msg=k)
+    assert (ranks[0]["G"]["mapping.w_avg"] != 0).any()
+    for k, v in stats.items():
+        assert ranks[0]["stats"][k] == ranks[1]["stats"][k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    torch.testing.assert_close(ranks[0]["features"], torch.tensor([[0.0] * 3, [1.0] * 3, [1.0] * 3]))
+    assert all("batch 7 cannot be split over 2 ranks" in r["batch_error"] for r in ranks)
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole loop under torchrun: the same run as one process, and it resumes in one process.
+# The recipe's Adam eps is 1e-8, so rounding differences of near-zero gradients move a few weights by up
+# to ~4e-5 (see _step_inputs); a wrong shard, latent or flip would move most weights by ~lr = 2.5e-3.
+LOOP_ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory, tiny_data):
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "inrgan", "train", "--data", tiny_data, "--out", str(out), "--kimg", "0.008", *TINY_ARGS]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=WAIT_S, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out, r.stdout
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory, tiny_data):
+    out = tmp_path_factory.mktemp("single") / "run"
+    train(out, RunOptions(data=tiny_data, preset="cpu-32", resolution=16, device="cpu", progress=False),
+          overrides=dict(TINY, kimg=0.008), log=lambda *_: None)
+    return out
+
+
+def test_torchrun_trains_like_one_process(two_rank_run, one_process_run):
+    out, stdout = two_rank_run
+    assert "distributed: 2 ranks (gloo on cpu), 4 images per rank of the global batch of 8" in stdout
+    assert stdout.count("done: 0.008 kimg") == 1  # rank 0 alone reports
+    a, b = load_training_state(out), load_training_state(one_process_run)
+    _assert_same_nets(a, b, atol=LOOP_ATOL)
+    assert (a["cur_nimg"], a["cur_tick"], a["batch_idx"]) == (b["cur_nimg"], b["cur_tick"], b["batch_idx"]) == (8, 1, 1)
+    assert torch.equal(a["rng_state"]["rng"], b["rng_state"]["rng"])  # latents and flips of the whole batch
+    ta, tb = (json.loads((d / "stats.jsonl").read_text()) for d in (out, one_process_run))
+    for k in ("loss_G", "loss_D", "D_real", "D_fake", "loss_r1"):
+        assert ta[k] == pytest.approx(tb[k], rel=1e-5, abs=1e-6), k
+    assert json.loads((out / "run.json").read_text())["ranks"] == 2
+
+
+def test_a_two_rank_run_resumes_in_one_process(tmp_path, two_rank_run, one_process_run):
+    # Both runs go on from 8 to 16 images in one process and stay the same run.
+    for name, src in (("ddp", two_rank_run[0]), ("single", one_process_run)):
+        shutil.copytree(src, tmp_path / name)
+        train(tmp_path / name, RunOptions(data=None, preset=None, device="cpu", progress=False),
+              resume=tmp_path / name, overrides={"kimg": 0.016}, log=lambda *_: None)
+    a, b = load_training_state(tmp_path / "ddp"), load_training_state(tmp_path / "single")
+    assert a["cur_nimg"] == b["cur_nimg"] == 16
+    _assert_same_nets(a, b, atol=LOOP_ATOL)
+    stats = [json.loads(line) for line in (tmp_path / "ddp" / "stats.jsonl").read_text().splitlines()]
+    assert [s["kimg"] for s in stats] == [0.008, 0.016]
+    assert json.loads((tmp_path / "ddp" / "run.json").read_text())["ranks"] == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# A rank that dies stops the other with an error, promptly.
+
+
+@pytest.mark.timeout(180)
+def test_killing_a_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_data):
+    out = tmp_path / "run"
+    procs = _start_ranks(["-m", "inrgan", "train", "--data", tiny_data, "--out", str(out), "--kimg", "100",
+                          *TINY_ARGS], INRGAN_DIST_TIMEOUT="30")
+    try:
+        deadline = time.time() + WAIT_S
+        while not (out / "stats.jsonl").is_file():  # training is under way: the first tick is written
+            assert time.time() < deadline and procs[0].poll() is None, "the run did not start"
+            time.sleep(0.1)
+        procs[1].send_signal(signal.SIGKILL)
+        killed = time.time()
+        output = procs[0].communicate(timeout=60)[0]
+        elapsed = time.time() - killed
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    assert procs[0].returncode == 1, output
+    assert "Error: rank 0 of 2:" in output and "another rank exited or stopped answering" in output, output
+    assert "Traceback" not in output
+    assert elapsed < 30  # a dead peer closes its connections: no need to wait for the timeout
+
+
+if __name__ == "__main__":
+    _rank_program(Path(sys.argv[1]), sys.argv[2])
