@@ -16,6 +16,8 @@ COMMANDS = {
     "train": "train",
     "generate": "generate",
     "dataset": "dataset",
+    "metrics": "metrics",
+    "import-official": "import_official",
 }
 
 

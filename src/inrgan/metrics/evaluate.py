@@ -1,0 +1,311 @@
+"""Evaluate a generator against real data: FID, KID and precision/recall, each with its full protocol.
+
+Metric names follow StyleGAN's: ``fid50k`` = FID on 50,000 generated images against min(50,000, dataset
+size) real ones; ``fid50k_full`` = against every real image. ``kid`` and ``pr`` (k = 3) read the same way, and
+a count without ``k`` is taken literally (``fid500``: 500 images), which is handy for quick checks. When
+fewer real images than the dataset holds are used, they are a fixed random subset (seed 0, independent of
+the generation seed), so cached statistics stay valid.
+
+Real-image statistics (mean, covariance and, for KID and PR, the features) are cached on disk under a hash
+of the dataset fingerprint, resolution, extractor, its weights' sha256, the number of real images and the
+preprocessing, in ``$INRGAN_CACHE_DIR`` or ``~/.cache/inrgan/metrics``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..io import atomic_write
+from .extractors import FeatureExtractor, build_extractor
+from .frechet import feature_statistics, frechet_distance
+from .kid import kernel_distance
+from .precision_recall import precision_recall
+
+CACHE_ENV = "INRGAN_CACHE_DIR"
+CACHE_VERSION = 1
+REAL_SUBSET_SEED = 0
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+PR_K = 3
+
+_METRIC_RE = re.compile(r"^(fid|kid|pr)(\d+)(k?)(_full)?$")
+
+
+class MetricsError(ValueError):
+    """A metric request that cannot be served: unknown name, mismatched data, no images."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A parsed metric name: ``kind`` in fid/kid/pr, ``num_gen`` generated images, ``full`` = all real ones."""
+
+    name: str
+    kind: str
+    num_gen: int
+    full: bool
+
+    def num_real(self, dataset_size: int, override: int | None = None) -> int:
+        if override is not None:
+            return min(override, dataset_size)
+        return dataset_size if self.full else min(self.num_gen, dataset_size)
+
+
+def parse_metric(name: str) -> MetricSpec:
+    """``"fid10k"`` -> MetricSpec("fid10k", "fid", 10000, False); ``"kid1k_full"``, ``"pr500"``, ..."""
+    match = _METRIC_RE.match(name.strip().lower())
+    if not match:
+        raise MetricsError(f"unknown metric {name!r}: expected fid, kid or pr followed by a number of generated "
+                           f"images, e.g. fid50k, fid10k_full, kid10k, pr10k, fid500")
+    kind, count, thousands, full = match.groups()
+    num_gen = int(count) * (1000 if thousands else 1)
+    if num_gen < 2:
+        raise MetricsError(f"{name!r}: needs at least 2 generated images")
+    return MetricSpec(match.group(0), kind, num_gen, bool(full))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "inrgan" / "metrics")
+
+
+def real_subset(num_real: int, dataset_size: int) -> Tensor:
+    """Indices of the real images used: all of them, or a fixed random subset (sorted, for locality)."""
+    if num_real >= dataset_size:
+        return torch.arange(dataset_size)
+    perm = torch.randperm(dataset_size, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
+    return perm[:num_real].sort().values
+
+
+def _as_image(item: Any) -> Tensor:
+    if isinstance(item, (tuple, list)):  # (image, label) datasets
+        item = item[0]
+    return torch.as_tensor(item)
+
+
+def real_batches(dataset: Sequence, indices: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """uint8 [B, C, R, R] batches of ``dataset[i]`` for i in ``indices``."""
+    for chunk in indices.split(batch_size):
+        yield torch.stack([_as_image(dataset[int(i)]) for i in chunk])
+
+
+@torch.no_grad()
+def generated_batches(G: nn.Module, num: int, resolution: int, truncation_psi: float, seed: int,
+                      batch_size: int) -> Iterator[Tensor]:
+    """uint8 [B, C, R, R] batches of G's images. All z come from one seeded draw, so the images do not
+    depend on the batch size."""
+    param = next(G.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    z = torch.randn(num, G.z_dim, generator=torch.Generator().manual_seed(seed))  # [num, z_dim]
+    for chunk in z.split(batch_size):
+        img = G(chunk.to(device), truncation_psi=truncation_psi, height=resolution, width=resolution,
+                update_w_avg=False)  # [B, C, R, R] roughly in [-1, 1]
+        yield (img.clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
+
+
+def embed(extractor: FeatureExtractor, batches: Iterator[Tensor], num_batches: int, desc: str,
+          progress: bool) -> np.ndarray:
+    """Run ``extractor`` over uint8 batches with a progress bar -> float32 features [N, D]."""
+    feats = [extractor(batch).cpu() for batch in tqdm(batches, total=num_batches, desc=desc, unit="batch",
+                                                     disable=not progress, leave=False)]
+    return torch.cat(feats).numpy()
+
+
+def real_stats_key(fingerprint: str, resolution: int, extractor: FeatureExtractor, num_real: int) -> str:
+    """sha256 over everything the real statistics depend on."""
+    payload = {
+        "cache_version": CACHE_VERSION,
+        "dataset_fingerprint": fingerprint,
+        "resolution": resolution,
+        "num_real": num_real,
+        "real_subset_seed": REAL_SUBSET_SEED,
+        **extractor.protocol(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def real_statistics(
+    dataset: Sequence,
+    extractor: FeatureExtractor,
+    num_real: int,
+    resolution: int,
+    need_features: bool,
+    fingerprint: str | None,
+    cache_dir: Path,
+    batch_size: int,
+    progress: bool,
+) -> tuple[dict[str, np.ndarray], str]:
+    """{"mu", "sigma"[, "features"]} of ``num_real`` real images, and "hit", "miss" or "off" for the cache."""
+    path = None
+    if fingerprint is not None:
+        key = real_stats_key(fingerprint, resolution, extractor, num_real)
+        path = cache_dir / f"real-{extractor.name}-{resolution}px-{num_real}-{key[:16]}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as f:
+                    stats = {k: f[k] for k in f.files}
+            except (OSError, ValueError, zipfile.BadZipFile):  # unreadable: compute again and replace it
+                stats = {}
+            if "mu" in stats and (not need_features or "features" in stats):
+                return stats, "hit"
+    indices = real_subset(num_real, len(dataset))
+    feats = embed(extractor, real_batches(dataset, indices, batch_size), math.ceil(num_real / batch_size),
+                  f"real images ({extractor.name})", progress)
+    mu, sigma = feature_statistics(feats)
+    stats = {"mu": mu, "sigma": sigma}
+    if need_features:
+        stats["features"] = feats
+    if path is None:
+        return stats, "off"
+    _save_npz(path, stats)
+    return stats, "miss"
+
+
+def _dataset_resolution(dataset: Sequence) -> tuple[int, int]:
+    image = _as_image(dataset[0])
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[1] != image.shape[2]:
+        raise MetricsError(f"real images must be uint8 [C, R, R], got {image.dtype} {list(image.shape)}")
+    return image.shape[0], image.shape[1]
+
+
+def evaluate(
+    G: nn.Module,
+    dataset: Sequence,
+    metrics: Sequence[str],
+    features: str | FeatureExtractor = "effnet-lite0",
+    truncation_psi: float = 1.0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    inception_weights: str | os.PathLike | None = None,
+    dataset_fingerprint: str | None = None,
+    num_real: int | None = None,
+) -> list[dict[str, Any]]:
+    """Compute ``metrics`` for generator ``G`` against ``dataset``; one JSON-able record per metric.
+
+    Args:
+        G: a generator with ``z_dim`` and ``G(z, truncation_psi=, height=, width=)``, already on its device.
+            Images are rendered at the resolution of the real images.
+        dataset: indexable uint8 images [C, R, R] (or (image, label) pairs), e.g. ``inrgan.data.open_dataset``.
+        metrics: names such as ``["fid10k", "kid10k", "pr10k"]`` (see ``parse_metric``).
+        features: ``"effnet-lite0"`` (offline default), ``"inception"`` (standard FID; needs
+            ``inception_weights``), or a ready ``FeatureExtractor``.
+        truncation_psi, seed: the truncation and the seed of the generated latents.
+        device: where the extractor runs.
+        batch_size: images per batch, for both generation and feature extraction.
+        cache_dir: real-statistics cache (default ``$INRGAN_CACHE_DIR`` or ``~/.cache/inrgan/metrics``).
+        progress: show progress bars over batches.
+        inception_weights: path of pytorch-fid's InceptionV3 weights (or ``$INRGAN_INCEPTION_WEIGHTS``).
+        dataset_fingerprint: identifies the real data in the cache key; default ``dataset.fingerprint()``
+            when it exists, else the cache is not used.
+        num_real: override the number of real images of every metric.
+
+    Returns:
+        One record per metric: ``{"metric", "value", "results", "comparable_to_published", "protocol",
+        "real_stats_cache", "timestamp", "time_s"}``; ``value`` is the headline number (FID, KID's mean, or
+        precision), ``results`` has every number (KID's std, recall).
+    """
+    start = time.perf_counter()
+    specs = [parse_metric(m) for m in metrics]
+    if not specs:
+        raise MetricsError("no metrics requested")
+    if len(dataset) < 2:
+        raise MetricsError(f"the real dataset has {len(dataset)} images; metrics need at least 2")
+    channels, resolution = _dataset_resolution(dataset)
+    if channels != G.img_channels:
+        raise MetricsError(f"the generator makes {G.img_channels}-channel images but the data has {channels}")
+    extractor = features if isinstance(features, FeatureExtractor) else \
+        build_extractor(features, device, inception_weights)
+    if dataset_fingerprint is None and callable(getattr(dataset, "fingerprint", None)):
+        dataset_fingerprint = dataset.fingerprint()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    num_gen = max(s.num_gen for s in specs)
+    fake = embed(extractor, generated_batches(G, num_gen, resolution, truncation_psi, seed, batch_size),
+                 math.ceil(num_gen / batch_size), f"generated images ({extractor.name})", progress)
+
+    real: dict[int, tuple[dict[str, np.ndarray], str]] = {}
+    for n in sorted({s.num_real(len(dataset), num_real) for s in specs}):
+        need_features = any(s.kind != "fid" and s.num_real(len(dataset), num_real) == n for s in specs)
+        real[n] = real_statistics(dataset, extractor, n, resolution, need_features, dataset_fingerprint,
+                                  cache_dir, batch_size, progress)
+
+    base_protocol = {
+        "dataset": getattr(dataset, "name", type(dataset).__name__),
+        "dataset_fingerprint": dataset_fingerprint,
+        "resolution": resolution,
+        "truncation_psi": truncation_psi,
+        "seed": seed,
+        **extractor.protocol(),
+    }
+    records = []
+    for spec in specs:
+        n_real = spec.num_real(len(dataset), num_real)
+        stats, cache = real[n_real]
+        spec_fake = fake[: spec.num_gen]
+        protocol = {
+            "num_gen": spec.num_gen,
+            "num_real": n_real,
+            "real_subset": "all" if n_real == len(dataset) else f"random subset, seed {REAL_SUBSET_SEED}",
+            **base_protocol,
+        }
+        if spec.kind == "fid":
+            mu, sigma = feature_statistics(spec_fake)
+            value = frechet_distance(mu, sigma, stats["mu"], stats["sigma"])
+            results = {spec.name: value}
+        elif spec.kind == "kid":
+            value, std = kernel_distance(stats["features"], spec_fake, KID_SUBSETS, KID_SUBSET_SIZE, seed=seed)
+            results = {spec.name: value, f"{spec.name}_std": std}
+            protocol.update(kid_subsets=KID_SUBSETS,
+                            kid_subset_size=min(KID_SUBSET_SIZE, n_real, spec.num_gen),
+                            kid_kernel="(x.y / d + 1)^3")
+        else:
+            value, recall = precision_recall(stats["features"], spec_fake, k=PR_K)
+            results = {f"{spec.name}_precision": value, f"{spec.name}_recall": recall}
+            protocol.update(pr_k=PR_K)
+        records.append({
+            "metric": spec.name,
+            "value": value,  # the headline number: FID, KID's mean, or precision (recall is in results)
+            "results": results,
+            "comparable_to_published": extractor.comparable and spec.kind != "pr",
+            "protocol": protocol,
+            "real_stats_cache": cache,
+            "timestamp": time.time(),
+        })
+    elapsed = time.perf_counter() - start
+    for record in records:
+        record["time_s"] = round(elapsed, 3)  # the whole call: generated features are shared by its metrics
+    return records
+
+
+def append_records(path: str | os.PathLike, records: Sequence[dict[str, Any]]) -> None:
+    """Append records as JSON lines (e.g. to a run's ``metrics.jsonl``), flushed to disk."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
