@@ -17,6 +17,8 @@ COMMANDS = {
     "generate": "generate",
     "dataset": "dataset",
     "metrics": "metrics",
+    "interpolate": "interpolate",
+    "video": "video",
     "import-official": "import_official",
 }
 

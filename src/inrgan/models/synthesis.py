@@ -81,14 +81,24 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
 
     # ------------------------------------------------------------------------------------------
-    def level_factors(self, height: int, width: int) -> list[int]:
-        """Output pixels per cell side, per grid level (the last level is 1 at the training density)."""
+    def level_factors(self, grid: RenderGrid) -> list[int]:
+        """Output pixels per cell side, per grid level (the last level is 1 at the training density).
+
+        "dense" keeps every level's cells at a fixed number of output pixels, so all levels get denser
+        with the render. "upsample" (paper v1) applies when the pixel density is an integer k > 1 times
+        the training density on both axes: the early levels stay at the training density and the last
+        transition upsamples k times more.
+        """
         cfg = self.cfg
         base = [cfg.resolution // g for g in cfg.grid_resolutions]
-        if cfg.superres == "upsample" and height == width and height > cfg.resolution and height % cfg.resolution == 0:
-            # Paper v1: keep the early levels at the training density, upsample more into the last one.
-            k = height // cfg.resolution
-            return [b * k for b in base[:-1]] + [1]
+        if cfg.superres == "upsample":
+            x0, y0, x1, y1 = grid.bbox
+            dx0, dy0, dx1, dy1 = default_bbox(cfg.grid)
+            kx = grid.width / cfg.resolution * abs(dx1 - dx0) / abs(x1 - x0)
+            ky = grid.height / cfg.resolution * abs(dy1 - dy0) / abs(y1 - y0)
+            k = round(kx)
+            if k > 1 and abs(kx - k) < 1e-9 and abs(ky - k) < 1e-9:
+                return [b * k for b in base[:-1]] + [1]
         return base
 
     def make_grid(self, height: int | None = None, width: int | None = None, bbox=None) -> RenderGrid:
@@ -135,7 +145,7 @@ class SynthesisNetwork(nn.Module):
         full = grid.rows is None and grid.cols is None
         if cfg.upsampling == "bilinear" and not full:
             raise ValueError("bilinear upsampling mixes neighbouring cells: windows need nearest upsampling")
-        factors = self.level_factors(grid.height, grid.width)
+        factors = self.level_factors(grid)
         level, prev_factor = -1, None
         x = img = None
         w_idx = 0

@@ -1,0 +1,293 @@
+"""Interpolation between samples in z, in w, and in the space of the generated INR parameters.
+
+The generator is a hypernetwork: for every sample it produces the parameters of a per-pixel MLP (the
+INR). Interpolating those parameters is the paper's "image space" interpolation. What is interpolated
+here, per sample, is what the INR actually computes with:
+
+- every FMM layer's modulated weight W = demod(W_s * (1 + A B / sqrt(r))), [c_out, c_in], and its bias
+  (shared by all samples, or predicted from w in the older variants);
+- every ToRGB's modulated weight [img_channels, C] and bias;
+- the per-sample Fourier basis (vectors and phases), where a preset predicts one from w.
+
+Rendering from such parameters (:func:`render_inr`) walks the synthesis network exactly like
+``SynthesisNetwork.render_window`` does, so at the endpoints it equals the ordinary render.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..models.coords import CoordEmbedding, RenderGrid, sample_const
+from ..models.fmm import FMMLayer, fmm_linear, fmm_weight
+from ..models.layers import lrelu_gain
+from ..models.synthesis import SynthesisNetwork
+
+SPACES = ("z", "w", "inr")
+INRParams = dict[str, Tensor]  # parameter name -> per-sample tensor [B, ...]
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths between two points.
+
+
+def lerp(a: Tensor, b: Tensor, t: float) -> Tensor:
+    """Linear interpolation; t = 0 and t = 1 return ``a`` and ``b`` exactly."""
+    return a if t == 0 else b if t == 1 else torch.lerp(a, b, float(t))
+
+
+def slerp(a: Tensor, b: Tensor, t: float, eps: float = 1e-7) -> Tensor:
+    """Spherical interpolation along the last dim (the great circle through a and b, norms lerped).
+
+    Gaussian latents concentrate near a sphere, so a straight line through the middle of it leaves the
+    region the mapping network was trained on; the great circle does not.
+    """
+    if t == 0 or t == 1:
+        return a if t == 0 else b
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    ua, ub = a / (na + eps), b / (nb + eps)
+    omega = torch.acos((ua * ub).sum(-1, keepdim=True).clamp(-1 + eps, 1 - eps))  # angle between them
+    so = torch.sin(omega)
+    direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so
+    return direction * torch.lerp(na, nb, float(t))
+
+
+# ----------------------------------------------------------------------------------------------
+# The generated INR parameters.
+
+
+def _block_layers(i: int, block) -> list[tuple[str, FMMLayer]]:
+    """(parameter name prefix, layer) for the FMM layers of block ``i``, in the order they consume ws."""
+    names = ([] if block.is_first else ["conv0"]) + ["conv1"] + [f"extra.{j}" for j in range(len(block.extra))]
+    return [(f"blocks.{i}.{n}", layer) for n, layer in zip(names, block.layers(), strict=True)]
+
+
+def inr_parameters(synthesis: SynthesisNetwork, ws: Tensor) -> INRParams:
+    """The per-sample INR parameters that ``ws`` [B, num_ws, w_dim] generate.
+
+    Returns a dict of tensors with a leading batch dim: ``blocks.{i}.{layer}.weight`` [B, c_out, c_in] and
+    ``.bias`` [B, c_out] for every FMM layer, ``blocks.{i}.torgb.weight`` [B, img_channels, C] and
+    ``.bias`` [B, img_channels], and ``embeddings.{l}.basis`` [B, n, 3] for a predicted Fourier basis.
+    """
+    if ws.ndim != 3 or ws.shape[1:] != (synthesis.num_ws, synthesis.cfg.w_dim):
+        raise ValueError(f"ws must have shape [B, {synthesis.num_ws}, {synthesis.cfg.w_dim}], got {list(ws.shape)}")
+    batch = ws.shape[0]
+    params: INRParams = {}
+    w_idx = 0
+    for i, block in enumerate(synthesis.blocks):
+        block_ws = ws[:, w_idx : w_idx + block.num_conv + 1]  # [B, n, w_dim]
+        w_idx += block.num_conv
+        if block.level is not None:
+            emb = synthesis.embeddings[block.level]
+            if emb.affine is not None:
+                basis = emb.affine(block_ws[:, 0]).view(batch, emb.cfg.predicted, 3)  # [B, n, (x, y, phase)]
+                params[f"embeddings.{block.level}.basis"] = basis
+        for (name, layer), w in zip(_block_layers(i, block), block_ws.unbind(1), strict=False):
+            styles = layer.affine(w)  # [B, n_styles]
+            n_mod = (layer.in_channels + layer.out_channels) * layer.rank
+            params[f"{name}.weight"] = fmm_weight(layer.weight * layer.weight_gain, styles[:, :n_mod], layer.rank,
+                                                  layer.modulation, layer.demodulate)  # [B, c_out, c_in]
+            bias = styles[:, n_mod:] if layer.predict_bias else layer.bias.unsqueeze(0).expand(batch, -1)
+            params[f"{name}.bias"] = bias  # [B, c_out]
+        rgb = block.torgb
+        styles = rgb.affine(block_ws[:, block.num_conv]) * rgb.weight_gain  # [B, C]
+        params[f"blocks.{i}.torgb.weight"] = rgb.weight.unsqueeze(0) * styles.unsqueeze(1)  # [B, img_channels, C]
+        params[f"blocks.{i}.torgb.bias"] = rgb.bias.unsqueeze(0).expand(batch, -1)
+    return params
+
+
+def lerp_params(a: INRParams, b: INRParams, t: float) -> INRParams:
+    """Interpolate every INR parameter linearly (batch dims must match or broadcast)."""
+    if a.keys() != b.keys():
+        raise ValueError("the two parameter sets come from different generators")
+    return {k: lerp(a[k], b[k], t) for k in a}
+
+
+def select(params: INRParams, index) -> INRParams:
+    """Pick samples along the batch dim: ``select(p, [0])``, ``select(p, slice(2, 4))``."""
+    return {k: v[index] for k, v in params.items()}
+
+
+def _embed(emb: CoordEmbedding, ys: Tensor, xs: Tensor, basis: Tensor | None, batch: int) -> Tensor:
+    """Coordinate features at the cells, with the per-sample basis given instead of predicted from w."""
+    if basis is None:
+        return emb(ys, xs).expand(batch, -1, -1, -1)
+    device = emb.log_basis.device
+    y = ys.to(device=device, dtype=torch.float32)
+    x = xs.to(device=device, dtype=torch.float32)
+    fixed = emb.fixed_basis()  # [n, 2]
+    e = fixed[:, 0, None, None] * x[None, None, :] + fixed[:, 1, None, None] * y[None, :, None]  # [n, h, w]
+    std = emb.cfg.gaussian_std
+    bx, by, phase = (basis[:, :, k, None, None] for k in range(3))  # [B, n_pred, 1, 1] each
+    ep = bx * std * x[None, None, None, :] + by * std * y[None, None, :, None] + phase  # [B, n_pred, h, w]
+    e = torch.cat([e.unsqueeze(0).expand(batch, -1, -1, -1), ep], dim=1)
+    feats = [e.sin(), e.cos()]
+    if emb.const is not None:
+        iy, ix = emb.const_indices(ys, xs)
+        c = sample_const(emb.const, iy.to(device), ix.to(device), emb.const_padding)  # [C, h, w]
+        feats.append(c.unsqueeze(0).expand(batch, -1, -1, -1))
+    return torch.cat(feats, dim=1)
+
+
+def _resample_cells(x: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int, mode: str) -> Tensor:
+    """Upsample cells by an integer factor, then crop the window's cells: [B, C, h', w'] -> [B, C, h, w]."""
+    if up > 1:
+        if mode == "nearest":
+            x = x.repeat_interleave(up, dim=2).repeat_interleave(up, dim=3)
+        else:
+            x = F.interpolate(x, scale_factor=up, mode="bilinear", align_corners=True)
+    return x[:, :, crop_y : crop_y + h, crop_x : crop_x + w]
+
+
+def _render_params_window(synthesis: SynthesisNetwork, params: INRParams, grid: RenderGrid) -> Tensor:
+    cfg = synthesis.cfg
+    if cfg.upsampling == "bilinear" and (grid.rows is not None or grid.cols is not None):
+        raise ValueError("bilinear upsampling mixes neighbouring cells: windows need nearest upsampling")
+    batch = params["blocks.0.torgb.weight"].shape[0]
+    factors = synthesis.level_factors(grid)
+    x = img = None
+    prev_factor = None
+    for i, block in enumerate(synthesis.blocks):
+        if block.level is not None:
+            f = factors[block.level]
+            (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
+            if x is not None:
+                up = prev_factor // f
+                (pya, _), (pxa, _) = grid.cell_span(prev_factor, "y"), grid.cell_span(prev_factor, "x")
+                crop = (ya - pya * up, xa - pxa * up, yb - ya, xb - xa)
+                x = _resample_cells(x, up, *crop, cfg.upsampling)
+                img = _resample_cells(img, up, *crop, cfg.upsampling)
+            emb = _embed(synthesis.embeddings[block.level], grid.cell_coords(f, "y"), grid.cell_coords(f, "x"),
+                         params.get(f"embeddings.{block.level}.basis"), batch)
+            emb = emb.to(params["blocks.0.torgb.weight"].dtype)  # [B, C_emb, h, w]
+            x = emb if x is None else torch.cat([x, emb], dim=1)
+            prev_factor = f
+        for name, layer in _block_layers(i, block):
+            if layer.instance_norm:
+                x = x / (x.std(dim=(2, 3), keepdim=True) + 1e-8)
+            x = fmm_linear(x, params[f"{name}.weight"])
+            x = lrelu_gain(x + params[f"{name}.bias"].to(x.dtype)[:, :, None, None])
+        rgb = fmm_linear(x, params[f"blocks.{i}.torgb.weight"])
+        rgb = rgb + params[f"blocks.{i}.torgb.bias"].to(x.dtype)[:, :, None, None]
+        img = rgb if img is None else img + rgb
+    f = prev_factor
+    (ya, _), (xa, _) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
+    (r0, r1), (c0, c1) = grid.row_span, grid.col_span
+    img = _resample_cells(img, f, r0 - ya * f, c0 - xa * f, r1 - r0, c1 - c0, cfg.upsampling)
+    return torch.tanh(img) if cfg.final_tanh else img
+
+
+def render_inr(
+    synthesis: SynthesisNetwork,
+    params: INRParams,
+    height: int | None = None,
+    width: int | None = None,
+    bbox: Sequence[float] | None = None,
+    tile: int | None = None,
+) -> Tensor:
+    """Evaluate given INR parameters on a grid, like ``synthesis(ws, height, width, bbox, tile)``.
+
+    Args:
+        synthesis: the network whose shared pieces (coordinate embeddings, upsampling) are used.
+        params: per-sample INR parameters, as :func:`inr_parameters` returns them.
+        height, width, bbox, tile: as for the synthesis network.
+
+    Returns:
+        [B, img_channels, H, W].
+    """
+    grid = synthesis.make_grid(height, width, bbox)
+    if tile is None:
+        return _render_params_window(synthesis, params, grid)
+    if tile < 1:
+        raise ValueError(f"tile must be positive, got {tile}")
+    if synthesis.cfg.upsampling != "nearest" or synthesis.cfg.instance_norm:
+        raise ValueError("tiled rendering needs pixel-independent models; render the -bil variant whole")
+    ref = params["blocks.0.torgb.weight"]
+    out = ref.new_empty(ref.shape[0], synthesis.cfg.img_channels, grid.height, grid.width)
+    for r0 in range(0, grid.height, tile):
+        for c0 in range(0, grid.width, tile):
+            r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
+            window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
+            out[:, :, r0:r1, c0:c1] = _render_params_window(synthesis, params, window)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Interpolation renders.
+
+
+def interpolate(
+    G,
+    z0: Tensor,
+    z1: Tensor,
+    ts: Sequence[float],
+    space: str = "w",
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    bbox: Sequence[float] | None = None,
+    tile: int | None = None,
+    batch_size: int = 8,
+) -> Tensor:
+    """Render the path from latent ``z0`` to ``z1`` at the fractions ``ts``.
+
+    Args:
+        G: a :class:`~inrgan.models.Generator`.
+        z0, z1: [z_dim] or [1, z_dim] latents.
+        ts: fractions in [0, 1]; 0 renders exactly ``G(z0)`` and 1 ``G(z1)``.
+        space: "z" (spherical in z), "w" (linear in w, after truncation) or "inr" (linear in the
+            generated INR weights and biases, the paper's image-space interpolation).
+        truncation_psi, truncation_cutoff: the truncation trick, applied to the endpoints' w in "w" and
+            "inr", and to every interpolated z in "z".
+        height, width, bbox, tile: the render grid, as for ``G``.
+        batch_size: frames rendered at once.
+
+    Returns:
+        [len(ts), img_channels, H, W].
+    """
+    if space not in SPACES:
+        raise ValueError(f"unknown interpolation space {space!r}; choose one of {SPACES}")
+    z0, z1 = z0.reshape(1, -1), z1.reshape(1, -1)
+    ts = [float(t) for t in ts]
+    if any(not 0 <= t <= 1 for t in ts):
+        raise ValueError(f"interpolation fractions must lie in [0, 1], got {ts}")
+    render = dict(height=height, width=width, bbox=bbox, tile=tile)
+    frames = []
+    if space == "z":
+        for k in range(0, len(ts), batch_size):
+            z = torch.cat([slerp(z0, z1, t) for t in ts[k : k + batch_size]])
+            ws = G.mapping(z, truncation_psi, truncation_cutoff)
+            frames.append(G.synthesis(ws, **render))
+        return torch.cat(frames)
+    ends = G.mapping(torch.cat([z0, z1]), truncation_psi, truncation_cutoff)  # [2, num_ws, w_dim]
+    if space == "w":
+        for k in range(0, len(ts), batch_size):
+            ws = torch.cat([lerp(ends[:1], ends[1:], t) for t in ts[k : k + batch_size]])
+            frames.append(G.synthesis(ws, **render))
+        return torch.cat(frames)
+    params = inr_parameters(G.synthesis, ends)
+    p0, p1 = select(params, slice(0, 1)), select(params, slice(1, 2))
+    for k in range(0, len(ts), batch_size):
+        chunk = [lerp_params(p0, p1, t) for t in ts[k : k + batch_size]]
+        batch = {name: torch.cat([p[name] for p in chunk]) for name in p0}
+        frames.append(render_inr(G.synthesis, batch, **render))
+    return torch.cat(frames)
+
+
+def path_fractions(steps: int, endpoint: bool = True) -> list[float]:
+    """``steps`` evenly spaced fractions from 0 to 1 (``endpoint=False`` leaves 1 out, for chaining)."""
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    if endpoint:
+        return [0.0] if steps == 1 else [i / (steps - 1) for i in range(steps)]
+    return [i / steps for i in range(steps)]
+
+
+def ease(t: float) -> float:
+    """Smooth start and stop (cosine), so an animation lingers on the keyframes."""
+    return 0.5 - 0.5 * math.cos(math.pi * t)
