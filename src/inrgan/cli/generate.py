@@ -27,16 +27,20 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    if text is None:
-        return None
+def parse_numbers(text: str, count: int, param_hint: str) -> tuple[float, ...]:
+    """'a,b,...' -> exactly ``count`` floats, or a clear usage error naming the option."""
     try:
         vals = tuple(float(v) for v in text.split(","))
     except ValueError:
         vals = ()
-    if len(vals) != 4:
-        raise click.BadParameter(f"{text!r}: expected four numbers x0,y0,x1,y1", param_hint="--bbox")
-    return vals  # type: ignore[return-value]
+    if len(vals) != count:
+        raise click.BadParameter(f"{text!r}: expected {count} comma-separated numbers", param_hint=param_hint)
+    return vals
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """'x0,y0,x1,y1' -> the box, or None."""
+    return None if text is None else parse_numbers(text, 4, "--bbox")  # type: ignore[return-value]
 
 
 def load_generator(checkpoint: str, device: str = "cpu"):

@@ -6,19 +6,11 @@ from pathlib import Path
 
 import click
 
-from .generate import load_generator, parse_bbox
+from .generate import load_generator, parse_bbox, parse_numbers
 
 
 def parse_point(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 2:
-        raise click.BadParameter(f"{text!r}: expected two numbers x,y", param_hint="--center")
-    return vals  # type: ignore[return-value]
+    return None if text is None else parse_numbers(text, 2, "--center")  # type: ignore[return-value]
 
 
 @click.command()

@@ -47,7 +47,7 @@ class SynthesisBlock(nn.Module):
         return ([] if self.is_first else [self.conv0]) + [self.conv1, *self.extra]
 
 
-def _upsample_cells(x: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int, mode: str) -> Tensor:
+def upsample_cells(x: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int, mode: str) -> Tensor:
     """Upsample cells by an integer factor and crop to the target cells: [B, C, h', w'] -> [B, C, h, w]."""
     if up > 1:
         if mode == "nearest":
@@ -160,8 +160,8 @@ class SynthesisNetwork(nn.Module):
                     up = prev_factor // f
                     (pya, _), (pxa, _) = grid.cell_span(prev_factor, "y"), grid.cell_span(prev_factor, "x")
                     crop_y, crop_x = ya - pya * up, xa - pxa * up
-                    x = _upsample_cells(x, up, crop_y, crop_x, yb - ya, xb - xa, cfg.upsampling)
-                    img = _upsample_cells(img, up, crop_y, crop_x, yb - ya, xb - xa, cfg.upsampling)
+                    x = upsample_cells(x, up, crop_y, crop_x, yb - ya, xb - xa, cfg.upsampling)
+                    img = upsample_cells(img, up, crop_y, crop_x, yb - ya, xb - xa, cfg.upsampling)
                 emb = self.embeddings[level](grid.cell_coords(f, "y"), grid.cell_coords(f, "x"), block_ws[:, 0])
                 emb = emb.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)  # [B, C_emb, h, w]
                 x = emb if x is None else torch.cat([x, emb], dim=1)
@@ -174,7 +174,7 @@ class SynthesisNetwork(nn.Module):
         f = prev_factor
         (ya, _), (xa, _) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
         (r0, r1), (c0, c1) = grid.row_span, grid.col_span
-        img = _upsample_cells(img, f, r0 - ya * f, c0 - xa * f, r1 - r0, c1 - c0, cfg.upsampling)
+        img = upsample_cells(img, f, r0 - ya * f, c0 - xa * f, r1 - r0, c1 - c0, cfg.upsampling)
         if cfg.final_tanh:
             img = torch.tanh(img)
         return img

@@ -19,13 +19,12 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.coords import CoordEmbedding, RenderGrid, sample_const
 from ..models.fmm import FMMLayer, fmm_linear, fmm_weight
 from ..models.layers import lrelu_gain
-from ..models.synthesis import SynthesisNetwork
+from ..models.synthesis import SynthesisNetwork, upsample_cells
 
 SPACES = ("z", "w", "inr")
 INRParams = dict[str, Tensor]  # parameter name -> per-sample tensor [B, ...]
@@ -133,16 +132,6 @@ def _embed(emb: CoordEmbedding, ys: Tensor, xs: Tensor, basis: Tensor | None, ba
     return torch.cat(feats, dim=1)
 
 
-def _resample_cells(x: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int, mode: str) -> Tensor:
-    """Upsample cells by an integer factor, then crop the window's cells: [B, C, h', w'] -> [B, C, h, w]."""
-    if up > 1:
-        if mode == "nearest":
-            x = x.repeat_interleave(up, dim=2).repeat_interleave(up, dim=3)
-        else:
-            x = F.interpolate(x, scale_factor=up, mode="bilinear", align_corners=True)
-    return x[:, :, crop_y : crop_y + h, crop_x : crop_x + w]
-
-
 def _render_params_window(synthesis: SynthesisNetwork, params: INRParams, grid: RenderGrid) -> Tensor:
     cfg = synthesis.cfg
     if cfg.upsampling == "bilinear" and (grid.rows is not None or grid.cols is not None):
@@ -159,8 +148,8 @@ def _render_params_window(synthesis: SynthesisNetwork, params: INRParams, grid: 
                 up = prev_factor // f
                 (pya, _), (pxa, _) = grid.cell_span(prev_factor, "y"), grid.cell_span(prev_factor, "x")
                 crop = (ya - pya * up, xa - pxa * up, yb - ya, xb - xa)
-                x = _resample_cells(x, up, *crop, cfg.upsampling)
-                img = _resample_cells(img, up, *crop, cfg.upsampling)
+                x = upsample_cells(x, up, *crop, cfg.upsampling)
+                img = upsample_cells(img, up, *crop, cfg.upsampling)
             emb = _embed(synthesis.embeddings[block.level], grid.cell_coords(f, "y"), grid.cell_coords(f, "x"),
                          params.get(f"embeddings.{block.level}.basis"), batch)
             emb = emb.to(params["blocks.0.torgb.weight"].dtype)  # [B, C_emb, h, w]
@@ -177,7 +166,7 @@ def _render_params_window(synthesis: SynthesisNetwork, params: INRParams, grid: 
     f = prev_factor
     (ya, _), (xa, _) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
     (r0, r1), (c0, c1) = grid.row_span, grid.col_span
-    img = _resample_cells(img, f, r0 - ya * f, c0 - xa * f, r1 - r0, c1 - c0, cfg.upsampling)
+    img = upsample_cells(img, f, r0 - ya * f, c0 - xa * f, r1 - r0, c1 - c0, cfg.upsampling)
     return torch.tanh(img) if cfg.final_tanh else img
 
 
