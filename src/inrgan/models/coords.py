@@ -133,6 +133,50 @@ def sample_const(const: Tensor, iy: Tensor, ix: Tensor, padding: str = "border")
     return rows[:, :, xlo] * (1 - wx)[None, None, :] + rows[:, :, xhi] * wx[None, None, :]  # [C, h, w]
 
 
+def _range_start(idx: Tensor) -> int | None:
+    """``idx[0]`` when ``idx`` is a run of consecutive indices (then a gather is a slice), else None."""
+    if idx.numel() == 0 or torch.compiler.is_compiling():
+        return None
+    first = int(idx[0])
+    return first if bool((idx == torch.arange(first, first + idx.numel(), device=idx.device)).all()) else None
+
+
+def _gather_rows(x: Tensor, idx: Tensor, start: int | None) -> Tensor:
+    """x[:, idx] for x [A, n, L]: whole rows of L as contiguous runs, or a slice from ``start``."""
+    if start is not None:
+        return x[:, start : start + idx.numel()]
+    a, n, length = x.shape
+    flat = (torch.arange(a, device=idx.device)[:, None] * n + idx[None, :]).flatten()
+    return x.reshape(a * n, length).index_select(0, flat).view(a, idx.numel(), length)
+
+
+def sample_const_channels_last(const: Tensor, iy: Tensor, ix: Tensor, padding: str = "border") -> Tensor:
+    """:func:`sample_const` laid out channels-last, [h, w, C], with the same values.
+
+    Rows are gathered as contiguous runs (a slice on the training grid), then the needed columns, then
+    the result is viewed channels-last; interpolation is skipped along an axis whose indices are all
+    integral (it would add 0). The indices are best given on the CPU: the shortcuts are decided there,
+    and only the interpolation taps move to ``const``'s device.
+    """
+    _, r_h, r_w = const.shape
+    eager = not torch.compiler.is_compiling()  # the shortcuts branch on index values
+    taps = []
+    for idx, n in ((iy, r_h), (ix, r_w)):
+        lo, hi, wt = _interp_matrix(idx, n, padding)
+        exact = eager and bool((wt == 0).all())
+        start = _range_start(lo) if exact else None
+        taps.append((lo.to(const.device), hi.to(const.device), wt.to(const.device, const.dtype), exact, start))
+    (ylo, yhi, wy, exact_y, y0), (xlo, xhi, wx, exact_x, x0) = taps
+    rows = _gather_rows(const, ylo, y0)  # [C, h, r]
+    if not exact_y:
+        rows = rows * (1 - wy)[None, :, None] + _gather_rows(const, yhi, None) * wy[None, :, None]
+    if x0 == 0 and xlo.numel() == r_w:
+        return rows.permute(1, 2, 0)  # every column in order: the caller's concatenation makes the copy
+    if exact_x:
+        return rows.index_select(2, xlo).permute(1, 2, 0)  # [h, w, C]
+    return (rows.index_select(2, xlo) * (1 - wx) + rows.index_select(2, xhi) * wx).permute(1, 2, 0)
+
+
 class CoordEmbedding(nn.Module):
     """Coordinate features of one pyramid level: [sin(E), cos(E), const] at any set of cells."""
 
@@ -192,3 +236,26 @@ class CoordEmbedding(nn.Module):
             c = sample_const(self.const, iy.to(device), ix.to(device), self.const_padding)  # [C, h, w]
             feats.append(c.unsqueeze(0).expand(e.shape[0], -1, -1, -1))
         return torch.cat(feats, dim=1)
+
+    def forward_channels_last(self, ys: Tensor, xs: Tensor, w: Tensor | None = None) -> Tensor:
+        """:meth:`forward` laid out [1 or B, h, w, C], with the same values: the synthesis fast path's layout."""
+        device = self.log_basis.device
+        y = ys.to(device=device, dtype=torch.float32)
+        x = xs.to(device=device, dtype=torch.float32)
+        basis = self.fixed_basis()  # [n, 2]
+        e = basis[:, 0] * x[None, :, None] + basis[:, 1] * y[:, None, None]  # [h, w, n]
+        e = e.unsqueeze(0)  # [1, h, w, n]
+        if self.affine is not None:
+            if w is None:
+                raise ValueError("a predicted coordinate basis needs w")
+            p = self.affine(w).view(w.shape[0], self.cfg.predicted, 3)  # [B, n, 3]
+            bx = p[:, None, None, :, 0] * self.cfg.gaussian_std
+            by = p[:, None, None, :, 1] * self.cfg.gaussian_std
+            ep = bx * x[None, None, :, None] + by * y[None, :, None, None] + p[:, None, None, :, 2]  # [B, h, w, n]
+            e = torch.cat([e.expand(w.shape[0], -1, -1, -1), ep], dim=3)
+        feats = [e.sin(), e.cos()]
+        if self.const is not None:
+            iy, ix = self.const_indices(ys, xs)
+            c = sample_const_channels_last(self.const, iy, ix, self.const_padding)
+            feats.append(c.unsqueeze(0).expand(e.shape[0], -1, -1, -1))
+        return torch.cat(feats, dim=3)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import DiscriminatorConfig
-from .layers import EqualLinear, lrelu_gain
+from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
 
 
 def blur_kernel(taps: tuple[int, ...] = (1, 3, 3, 1)) -> Tensor:
@@ -23,7 +23,7 @@ def blur(x: Tensor, kernel: Tensor, pad: int, stride: int = 1) -> Tensor:
     """Depthwise FIR filter with zero padding ``pad`` on every side: [B, C, H, W] -> [B, C, H', W']."""
     c = x.shape[1]
     weight = kernel.to(x.dtype)[None, None].expand(c, 1, -1, -1)
-    return F.conv2d(F.pad(x, [pad] * 4), weight, stride=stride, groups=c)
+    return F.conv2d(x, weight, stride=stride, padding=pad, groups=c)
 
 
 class Conv2dLayer(nn.Module):
@@ -39,18 +39,22 @@ class Conv2dLayer(nn.Module):
         self.register_buffer("resample_filter", blur_kernel(), persistent=False)
 
     def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
-        w = (self.weight * self.weight_gain).to(x.dtype)
+        """act(conv(x, W) + b) * gain, with act = leaky ReLU(0.2) * sqrt(2) or identity; ``gain`` > 0."""
+        # act(z) * g = act(g z) for g > 0: the gains scale the weight and the bias instead of the output,
+        # and the bias is added by the convolution.
+        act_gain = gain * (LRELU_GAIN if self.activation == "lrelu" else 1.0)
+        w = (self.weight * (self.weight_gain * act_gain)).to(x.dtype)
+        b = (self.bias * act_gain).to(x.dtype) if self.bias is not None else None
         if self.down and self.kernel == 1:
             x = blur(x, self.resample_filter, pad=1, stride=2)  # [B, C, H/2, W/2]
-            x = F.conv2d(x, w)
+            x = F.conv2d(x, w, b)
         elif self.down:
             x = blur(x, self.resample_filter, pad=2)  # [B, C, H+1, W+1]
-            x = F.conv2d(x, w, stride=2)  # [B, C', H/2, W/2]
+            x = F.conv2d(x, w, b, stride=2)  # [B, C', H/2, W/2]
         else:
-            x = F.conv2d(x, w, padding=self.kernel // 2)
-        if self.bias is not None:
-            x = x + self.bias.to(x.dtype)[None, :, None, None]
-        x = lrelu_gain(x, gain) if self.activation == "lrelu" else x * gain
+            x = F.conv2d(x, w, b, padding=self.kernel // 2)
+        if self.activation == "lrelu":
+            x = F.leaky_relu(x, LRELU_SLOPE)
         if self.conv_clamp is not None and x.dtype != torch.float32:
             x = x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
         return x
@@ -128,6 +132,9 @@ class Discriminator(nn.Module):
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.resolution, self.resolution):
             raise ValueError(f"D expects [B, {self.img_channels}, {self.resolution}, {self.resolution}], "
                              f"got {list(img.shape)}")
+        if img.device.type == "cpu":
+            # oneDNN's convolutions (and their backward) run about 20% faster on channels-last tensors.
+            img = img.contiguous(memory_format=torch.channels_last)
         x = None
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")

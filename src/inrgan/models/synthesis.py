@@ -4,9 +4,26 @@ Blocks follow StyleGAN2's skip architecture (one ToRGB per block, the running im
 summed), but every layer is a per-pixel FMM layer: each output pixel depends on its own coordinates
 only (with nearest upsampling). Blocks up to ``first_grid`` run on the first grid level; every later
 block doubles the grid, and at each new level fresh coordinate embeddings are concatenated.
+
+Two implementations compute the same function. ``render_window`` is the plain reference: the layers as
+written in the paper, features concatenated with the embeddings and upsampled between levels.
+``render_window_fast`` (the default, see :attr:`SynthesisNetwork.fast`) computes the INR parameters once
+per call, keeps activations channels-last ([B, pixels, C], so that every layer is one batched matrix
+product with the bias fused in) and uses three exact rewrites:
+
+- a level's first layer is split into the part acting on the previous level's features and the part
+  acting on the coordinate features. Channel mixing commutes with the (per-channel) upsampling, so the
+  first part runs on the coarse grid (4x fewer pixels) and nothing is concatenated or upsampled; the
+  coordinate features are computed once per grid and broadcast to the batch, never copied per sample;
+- the leaky ReLU's gain sqrt(2) is folded into the next linear map's per-sample weights;
+- in inference (no autograd), each level runs in chunks of rows with in-place bias and activation, so
+  a chunk's activations stay in cache and the full-resolution activations are never stored.
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +32,7 @@ from torch import Tensor, nn
 from ..config import GeneratorConfig
 from .coords import CoordEmbedding, RenderGrid, default_bbox
 from .fmm import FMMLayer, ToRGB
+from .layers import LRELU_GAIN, LRELU_SLOPE
 
 
 class SynthesisBlock(nn.Module):
@@ -57,6 +75,100 @@ def upsample_cells(x: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int,
     return x[:, :, crop_y : crop_y + h, crop_x : crop_x + w]
 
 
+# ----------------------------------------------------------------------------------------------
+# The fast path's pieces. Its tensors are channels-last: activations [B, n, C] over n = rows * w cells,
+# maps [B, h, w, C]. Then every per-pixel map is a plain matrix product, the bias broadcasts along
+# rows, and nearest upsampling is a broadcast over contiguous runs of C channels.
+
+# Inference chunk on the CPU, in cells of a level (of every sample): a chunk's activations (2048 cells x
+# 128 channels = 1 MiB per sample at 256^2) stay in the caches. GPUs run whole levels.
+CPU_CHUNK_PIXELS = 2048
+# Fewer cells than this per sample: one batched product per layer beats per-sample oneDNN calls, which
+# are too small to keep two threads busy.
+ONEDNN_MIN_CELLS = 2048
+
+
+@dataclass
+class INRLayer:
+    """One per-pixel linear map of the generated INR, for a batch, as the fast path applies it.
+
+    ``weight`` acts on the previous activation *before* its sqrt(2) gain (the gain is folded in), or on
+    the spatially normalised activation when ``normalize``; ``emb_weight`` acts on the coordinate
+    features. Both are contiguous (oneDNN is very slow on strided weights).
+    """
+
+    weight: Tensor | None  # [B, c_out, c_in]
+    bias: Tensor  # [B or 1, c_out]
+    emb_weight: Tensor | None = None  # [B, c_out, c_emb]
+    normalize: bool = False  # -bil: divide the input by its spatial std first
+
+
+@dataclass
+class BlockINR:
+    layers: list[INRLayer]
+    torgb: INRLayer
+
+
+def _upsample_maps(p: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int, mode: str) -> Tensor:
+    """:func:`upsample_cells` for channels-last maps: [B, h', w', C] -> [B, h, w, C]."""
+    return upsample_cells(p.permute(0, 3, 1, 2), up, crop_y, crop_x, h, w, mode).permute(0, 2, 3, 1)
+
+
+def _add_upsampled(z: Tensor, p: Tensor, up: int, crop_y: int, crop_x: int, inplace: bool) -> Tensor:
+    """z [B, h, w, C] + nearest-upsample(p [B, h', w', C]) by ``up``, cropped at (crop_y, crop_x)."""
+    b, h, w, c = z.shape
+    if up == 1 and crop_y == 0 and crop_x == 0 and p.shape[1:3] == (h, w):
+        return z.add_(p) if inplace else z + p
+    if crop_y == 0 and crop_x == 0 and p.shape[1] * up == h and p.shape[2] * up == w:
+        zv = z.view(b, h // up, up, w // up, up, c)  # broadcast instead of materialising the upsampled p
+        pv = p[:, :, None, :, None, :]
+        return (zv.add_(pv) if inplace else zv + pv).view(b, h, w, c)
+    p = _upsample_maps(p, up, crop_y, crop_x, h, w, "nearest")
+    return z.add_(p) if inplace else z + p
+
+
+def _rows_of(p: Tensor | None, r0: int, r1: int, up: int, crop_y: int) -> tuple[Tensor | None, int]:
+    """Rows of the coarse map ``p`` [B, h', w', C] under fine rows [r0, r1), and the crop of the first one."""
+    if p is None:
+        return None, 0
+    c0, c1 = (r0 + crop_y) // up, (r1 - 1 + crop_y) // up + 1
+    return p[:, c0:c1], r0 + crop_y - c0 * up
+
+
+def _emb_product(weight: Tensor, emb: Tensor) -> Tensor:
+    """emb [1 or B, n, c_emb] x weight [B, c_out, c_emb]^T -> [B, n, c_out].
+
+    Shared features are broadcast along the batch (a stride-0 view), never copied per sample."""
+    return torch.bmm(emb.expand(weight.shape[0], -1, -1), weight.transpose(1, 2))
+
+
+def _linear(layer: INRLayer, a: Tensor) -> Tensor:
+    """a [B, n, c_in] x layer.weight^T + bias -> [B, n, c_out]."""
+    if layer.normalize:
+        # x / (std(x) + eps) with x = sqrt(2) a, the reference's formula, on the pre-gain a.
+        a = a / (a.std(dim=1, keepdim=True) + 1e-8 / LRELU_GAIN)
+    weight = layer.weight.to(a.dtype).transpose(1, 2)  # [B, c_in, c_out], a view
+    return torch.baddbmm(layer.bias[:, None, :].to(a.dtype), a, weight)
+
+
+def _lrelu(z: Tensor, inplace: bool) -> Tensor:
+    return F.leaky_relu_(z, LRELU_SLOPE) if inplace else F.leaky_relu(z, LRELU_SLOPE)
+
+
+@functools.cache  # resolved on first use, never at import
+def onednn_linear():
+    """oneDNN's fused linear + bias + activation (``torch.ops.mkldnn._linear_pointwise``), or None.
+
+    It is the CPU inference kernel that torch.compile itself emits for linear layers; eagerly it runs a
+    layer in one pass instead of a matrix product, a bias pass and an activation pass. It has no autograd
+    and exists only in builds with oneDNN, so the plain path stays the fallback.
+    """
+    try:
+        return torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
 class SynthesisNetwork(nn.Module):
     """ws [B, num_ws, w_dim] -> image [B, img_channels, H, W] for any grid of output pixels."""
 
@@ -79,6 +191,17 @@ class SynthesisNetwork(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         # Each block reads its ws from w_idx; its ToRGB shares the next block's first w (StyleGAN2).
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
+        self.block_w_idx = [sum(b.num_conv for b in self.blocks[:i]) for i in range(len(self.blocks))]
+        # Blocks by grid level: a level starts with the block whose `level` is set.
+        self.level_blocks: list[list[int]] = []
+        for i, b in enumerate(self.blocks):
+            if b.level is not None:
+                self.level_blocks.append([])
+            self.level_blocks[-1].append(i)
+        # Implementation switches (not part of the model): the fast path, and its inference chunk size in
+        # pixels ("auto": CPU_CHUNK_PIXELS on the CPU, whole levels elsewhere; None: whole levels).
+        self.fast = True
+        self.chunk_pixels: int | str | None = "auto"
 
     # ------------------------------------------------------------------------------------------
     def level_factors(self, grid: RenderGrid) -> list[int]:
@@ -125,8 +248,9 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws must have shape [B, {self.num_ws}, {self.cfg.w_dim}], got {list(ws.shape)}")
         if grid is None:
             grid = self.make_grid(height, width, bbox)
+        params = self.inr_params(ws) if self.fast else None
         if tile is None:
-            return self.render_window(ws, grid)
+            return self._render(ws, grid, params)
         if tile < 1:
             raise ValueError(f"tile must be positive, got {tile}")
         if self.cfg.upsampling != "nearest" or self.cfg.instance_norm:
@@ -137,8 +261,11 @@ class SynthesisNetwork(nn.Module):
             for c0 in range(0, grid.width, tile):
                 r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
                 window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
-                out[:, :, r0:r1, c0:c1] = self.render_window(ws, window)
+                out[:, :, r0:r1, c0:c1] = self._render(ws, window, params)
         return out
+
+    def _render(self, ws: Tensor, grid: RenderGrid, params: list[BlockINR] | None) -> Tensor:
+        return self.render_window_fast(ws, grid, params) if self.fast else self.render_window(ws, grid)
 
     def render_window(self, ws: Tensor, grid: RenderGrid) -> Tensor:
         cfg = self.cfg
@@ -178,6 +305,197 @@ class SynthesisNetwork(nn.Module):
         if cfg.final_tanh:
             img = torch.tanh(img)
         return img
+
+    # ------------------------------------------------------------------------------------------
+    # The fast path.
+
+    def inr_params(self, ws: Tensor) -> list[BlockINR]:
+        """The per-sample INR parameters for ws [B, num_ws, w_dim], per block, with the gains folded in."""
+        return [self.block_inr(ws, i) for i in range(len(self.blocks))]
+
+    def block_inr(self, ws: Tensor, i: int) -> BlockINR:
+        """Block ``i``'s per-sample INR parameters."""
+        block, w_idx = self.blocks[i], self.block_w_idx[i]
+        block_ws = ws[:, w_idx : w_idx + block.num_conv + 1].unbind(1)
+        layers = []
+        for k, (layer, w) in enumerate(zip(block.layers(), block_ws, strict=False)):
+            if k == 0 and block.level is not None:
+                weight, bias = layer.inr_params(w)  # [B, c_out, c_in], [B or 1, c_out]
+                n_x = block.in_channels  # input channels from the previous level; the rest are coordinates
+                x_part = weight[:, :, :n_x] * LRELU_GAIN if n_x else None
+                layers.append(INRLayer(x_part, bias, emb_weight=weight[:, :, n_x:].contiguous()))
+            elif layer.instance_norm:
+                layers.append(INRLayer(*layer.inr_params(w), normalize=True))
+            else:
+                layers.append(INRLayer(*layer.inr_params(w, gain=LRELU_GAIN)))
+        rgb_weight, rgb_bias = block.torgb.inr_params(block_ws[block.num_conv])
+        return BlockINR(layers, INRLayer((rgb_weight * LRELU_GAIN).contiguous(), rgb_bias))
+
+    def _chunk_pixels(self, device: torch.device, track: bool) -> int | None:
+        """Cells per inference chunk, or None for whole levels."""
+        chunk = self.chunk_pixels
+        if chunk == "auto":
+            chunk = CPU_CHUNK_PIXELS if device.type == "cpu" else None
+        # Autograd keeps every activation anyway, and -bil's normalisation needs the whole level.
+        if chunk is None or track or self.cfg.instance_norm or self.cfg.upsampling != "nearest":
+            return None
+        return int(chunk)
+
+    def render_window_fast(self, ws: Tensor, grid: RenderGrid, params: list[BlockINR] | None = None) -> Tensor:
+        """Equal to :meth:`render_window` up to rounding; ``params`` from :meth:`inr_params` (computed if None)."""
+        cfg = self.cfg
+        if cfg.upsampling == "bilinear" and (grid.rows is not None or grid.cols is not None):
+            raise ValueError("bilinear upsampling mixes neighbouring cells: windows need nearest upsampling")
+        if params is None:
+            params = self.inr_params(ws)
+        track = torch.is_grad_enabled() and (ws.requires_grad or any(p.requires_grad for p in self.parameters()))
+        factors = self.level_factors(grid)
+        chunk = self._chunk_pixels(ws.device, track)
+        batch = ws.shape[0]
+        coarse = img = None  # the previous level's product for the next layer [B, h', w', c], image [B, h', w', img_c]
+        prev_factor = up = 1
+        crop_y = crop_x = 0
+        for level, block_ids in enumerate(self.level_blocks):
+            f = factors[level]
+            (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
+            h, w = yb - ya, xb - xa
+            ys, xs = grid.cell_coords(f, "y"), grid.cell_coords(f, "x")
+            if coarse is not None:
+                up = prev_factor // f
+                (pya, _), (pxa, _) = grid.cell_span(prev_factor, "y"), grid.cell_span(prev_factor, "x")
+                crop_y, crop_x = ya - pya * up, xa - pxa * up
+                if cfg.upsampling != "nearest":  # interpolation reads neighbouring cells: upsample whole maps
+                    coarse = _upsample_maps(coarse, up, crop_y, crop_x, h, w, cfg.upsampling)
+                    img = _upsample_maps(img, up, crop_y, crop_x, h, w, cfg.upsampling)
+                    up, crop_y, crop_x = 1, 0, 0
+            nxt = self.level_blocks[level + 1][0] if level + 1 < len(self.level_blocks) else None  # its first layer
+            level_w = ws[:, self.block_w_idx[block_ids[0]]]
+            embed = self.embeddings[level].forward_channels_last
+            if chunk is None:
+                img, coarse = self._level_chunk(block_ids, params, embed(ys, xs, level_w),
+                                                (coarse, up, crop_y, crop_x), img,
+                                                None if nxt is None else params[nxt].layers[0], not track)
+                prev_factor = f
+                continue
+            # Inference: chunks of whole coarse rows, written into the level's maps.
+            rows = max(up, max(1, chunk // w) // up * up)
+            img_out = coarse_out = None
+            for r0 in range(0, h, rows):
+                r1 = min(h, r0 + rows)
+                emb = embed(ys[r0:r1], xs, level_w)  # [1 or B, rows, w, C_emb], shared by the samples
+                p, cy = _rows_of(coarse, r0, r1, up, crop_y)
+                q, _ = _rows_of(img, r0, r1, up, crop_y)
+                img_c, coarse_c = self._level_chunk(block_ids, params, emb, (p, up, cy, crop_x), q,
+                                                    None if nxt is None else params[nxt].layers[0], True)
+                if img_out is None:  # the first chunk fixes channels and dtype
+                    img_out = img_c.new_empty(batch, h, w, img_c.shape[3])
+                    if coarse_c is not None:
+                        coarse_out = coarse_c.new_empty(batch, h, w, coarse_c.shape[3])
+                img_out[:, r0:r1] = img_c
+                if coarse_c is not None:
+                    coarse_out[:, r0:r1] = coarse_c
+            img, coarse = img_out, coarse_out
+            prev_factor = f
+        # Crop the last level's cells to the window's pixels.
+        f = prev_factor
+        (ya, _), (xa, _) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
+        (r0, r1), (c0, c1) = grid.row_span, grid.col_span
+        img = upsample_cells(img.permute(0, 3, 1, 2), f, r0 - ya * f, c0 - xa * f, r1 - r0, c1 - c0, cfg.upsampling)
+        img = (img.float() if img.dtype in (torch.float16, torch.bfloat16) else img).contiguous()  # autocast: fp32
+        if cfg.final_tanh:
+            img = torch.tanh(img)
+        return img
+
+    def _level_chunk(
+        self,
+        block_ids: list[int],
+        params: list[BlockINR],
+        emb: Tensor,
+        prev: tuple[Tensor | None, int, int, int],
+        prev_img: Tensor | None,
+        nxt: INRLayer | None,
+        inplace: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Every layer of one level on a block of cells -> (image, next level's coarse product), [B, rows, w, .].
+
+        Args:
+            emb: coordinate features [1 or B, rows, w, C_emb].
+            prev: the previous level's coarse product [B, rows', w', c] (bias included), the upsampling
+                factor and the crop of these cells in it; None on the first level.
+            prev_img: the previous level's image, upsampled like ``prev``.
+            nxt: the next level's first layer (its part acting on this level's features).
+            inplace: bias, activation and sums in place (no autograd).
+        """
+        _, rows, w, _ = emb.shape
+        p, up, crop_y, crop_x = prev
+        n = rows * w
+        e = emb.reshape(emb.shape[0], n, -1)  # [1 or B, n, C_emb]
+        batch = params[block_ids[0]].torgb.weight.shape[0]
+        # The fused kernels round differently from the plain ones: they serve explicit inference (no_grad or
+        # inference_mode) only, so a model gives bit-identical outputs whether or not it requires grad.
+        fused = (inplace and not torch.is_grad_enabled() and e.device.type == "cpu" and e.dtype == torch.float32
+                 and n >= ONEDNN_MIN_CELLS)
+        op = onednn_linear() if fused and not torch.compiler.is_compiling() else None
+        if op is not None and not torch.is_autocast_enabled("cpu"):
+            return self._level_chunk_onednn(op, block_ids, params, e, rows, w, prev, prev_img, nxt)
+        a = img = None  # activation before its gain [B, n, c]; image [B, n, img_c]
+        for i in block_ids:
+            for layer in params[i].layers:
+                if layer.emb_weight is not None:
+                    z = _emb_product(layer.emb_weight, e.to(layer.emb_weight.dtype))  # [B, n, c_out]
+                    if p is None:
+                        bias = layer.bias[:, None, :]
+                        z = z.add_(bias) if inplace else z + bias
+                    else:  # the coarse product already holds the bias
+                        c = z.shape[2]
+                        z = _add_upsampled(z.view(batch, rows, w, c), p.to(z.dtype), up, crop_y, crop_x, inplace)
+                        z = z.reshape(batch, n, c)
+                else:
+                    z = _linear(layer, a)
+                a = _lrelu(z, inplace)
+            rgb = _linear(params[i].torgb, a)
+            img = rgb if img is None else (img.add_(rgb) if inplace else img + rgb)
+        img = img.view(batch, rows, w, -1)
+        if prev_img is not None:
+            img = _add_upsampled(img, prev_img.to(img.dtype), up, crop_y, crop_x, inplace)
+        coarse = _linear(nxt, a).view(batch, rows, w, -1) if nxt is not None else None
+        return img, coarse
+
+    def _level_chunk_onednn(self, op, block_ids: list[int], params: list[BlockINR], e: Tensor, rows: int, w: int,
+                            prev: tuple[Tensor | None, int, int, int], prev_img: Tensor | None,
+                            nxt: INRLayer | None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`_level_chunk` for CPU inference: one sample at a time, each layer one fused oneDNN call."""
+        p, up, crop_y, crop_x = prev
+        batch = params[block_ids[0]].torgb.weight.shape[0]
+
+        def bias(layer: INRLayer, b: int) -> Tensor:
+            return layer.bias[b if layer.bias.shape[0] > 1 else 0]
+
+        imgs, coarses = [], []
+        for b in range(batch):
+            eb = e[b if e.shape[0] > 1 else 0]  # [n, C_emb]
+            a = img = None  # [n, c], [n, img_c]
+            for i in block_ids:
+                for layer in params[i].layers:
+                    if layer.emb_weight is None:
+                        if layer.normalize:  # as in _linear; a chunk is then a whole level
+                            a = a / (a.std(dim=0, keepdim=True) + 1e-8 / LRELU_GAIN)
+                        a = op(a, layer.weight[b], bias(layer, b), "leaky_relu", [LRELU_SLOPE], "")
+                    elif p is None:
+                        a = op(eb, layer.emb_weight[b], bias(layer, b), "leaky_relu", [LRELU_SLOPE], "")
+                    else:  # the coarse product already holds the bias
+                        z = op(eb, layer.emb_weight[b], None, "none", [], "")
+                        z = _add_upsampled(z.view(1, rows, w, -1), p[b : b + 1], up, crop_y, crop_x, True)
+                        a = F.leaky_relu_(z.view(rows * w, -1), LRELU_SLOPE)
+                rgb = op(a, params[i].torgb.weight[b], bias(params[i].torgb, b), "none", [], "")
+                img = rgb if img is None else img.add_(rgb)
+            img = img.view(1, rows, w, -1)
+            if prev_img is not None:
+                img = _add_upsampled(img, prev_img[b : b + 1], up, crop_y, crop_x, True)
+            imgs.append(img)
+            if nxt is not None:
+                coarses.append(op(a, nxt.weight[b], bias(nxt, b), "none", [], "").view(1, rows, w, -1))
+        return torch.cat(imgs), (torch.cat(coarses) if coarses else None)
 
     def extra_repr(self) -> str:
         return f"resolution={self.cfg.resolution}, num_ws={self.num_ws}, levels={self.cfg.grid_resolutions}"

@@ -1,0 +1,420 @@
+"""Measure the generator and the training step: speed, peak memory, cost and the machine's matmul peak.
+
+Everything a figure needs is measured in the same run: the matmul peak on the same device, dtype and
+threads, just before and just after the timed loop (the best of the two is kept, so a busy machine
+lowers the peak and the measurement alike). A measurement runs in a fresh subprocess by default, so its
+peak RSS is that of the measured work alone (Python, torch, the model and its activations).
+
+Cost is counted from the layer shapes, as the paper counts it: per output pixel of a level,
+``c_in * c_out`` multiply-accumulates for every FMM layer and ``C * img_channels`` for every ToRGB, times
+the cells of that level. The fast path computes a level's first layer on the previous level's features
+at the coarse grid, so it executes fewer; both figures are reported (``gmac_per_img`` and
+``executed_gmac_per_img``). The hypernetwork (mapping, affine heads, modulated weights) is per sample,
+not per pixel, and is reported on its own (``hyper_gmac_per_img``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """What to measure; plain data, so it crosses into the measuring subprocess as JSON."""
+
+    preset: str = "inr-gan"
+    resolution: int | None = None  # the model's training resolution (default: the preset's)
+    render_height: int | None = None  # rendered size (default: the training resolution)
+    render_width: int | None = None
+    batch: int = 4
+    mode: str = "forward"  # "forward" (inference of G) or "train" (G, D and lazy R1)
+    device: str = "cpu"
+    amp: str = "none"  # autocast dtype on CUDA: "bf16" or "fp16" ("bf16" only for training)
+    compile: bool = False  # torch.compile the networks
+    reference: bool = False  # the plain reference path instead of the fast one
+    warmup: int = 1
+    repeats: int = 5  # timed batches (forward) or rounds of r1_interval training steps (train)
+    threads: int | None = None  # torch intra-op threads (default: torch's, the physical cores)
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Cost from the layer shapes.
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    block: int  # block resolution
+    layer: str  # "conv0", "conv1", "extra0", "torgb"
+    c_in: int
+    c_out: int
+    pixels: int  # cells of the layer's level in the render
+    macs: int  # c_in * c_out * pixels
+    executed_macs: int  # what the fast path computes
+
+
+def inr_costs(synthesis, height: int, width: int) -> list[LayerCost]:
+    """Per-pixel MLP cost of rendering ``height x width`` (whole render, default box), layer by layer."""
+    grid = synthesis.make_grid(height, width)
+    factors = synthesis.level_factors(grid)
+    costs = []
+    pixels = prev_pixels = 0
+    for block in synthesis.blocks:
+        if block.level is not None:
+            f = factors[block.level]
+            (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
+            prev_pixels, pixels = pixels, (yb - ya) * (xb - xa)
+        names = ([] if block.is_first else ["conv0"]) + ["conv1"] + [f"extra{i}" for i in range(len(block.extra))]
+        for k, (name, layer) in enumerate(zip(names, block.layers(), strict=True)):
+            macs = layer.in_channels * layer.out_channels * pixels
+            executed = macs
+            if k == 0 and block.level is not None and not block.is_first:
+                # Fast path: the previous level's channels are mixed at the coarse grid.
+                n_emb = layer.in_channels - block.in_channels
+                executed = layer.out_channels * (n_emb * pixels + block.in_channels * prev_pixels)
+            costs.append(LayerCost(block.block_res, name, layer.in_channels, layer.out_channels, pixels, macs, executed))
+        rgb = block.torgb
+        c = rgb.weight.shape[1]
+        n = c * rgb.weight.shape[0] * pixels
+        costs.append(LayerCost(block.block_res, "torgb", c, rgb.weight.shape[0], pixels, n, n))
+    return costs
+
+
+def hyper_macs(G) -> int:
+    """Per-sample cost of the hypernetwork: mapping, every affine head and every modulated weight (A B)."""
+    macs = sum(m.weight.numel() for m in G.mapping.modules() if hasattr(m, "weight_gain"))
+    for block in G.synthesis.blocks:
+        for layer in block.layers():
+            macs += layer.affine.weight.numel() + layer.out_channels * layer.in_channels * layer.rank
+        macs += block.torgb.affine.weight.numel()
+    return macs
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing helpers.
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None,
+                       repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n x n matrix product (n = 2048 on the CPU, 8192 on a GPU)."""
+    n = n or (2048 if device.type == "cpu" else 8192)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    c = torch.empty(n, n, device=device, dtype=dtype)
+    times = time_calls(lambda: torch.mm(a, b, out=c), device, warmup=1, repeats=repeats)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak RSS of this process (CPU) or peak allocated device memory (CUDA), in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource  # POSIX only
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+# ----------------------------------------------------------------------------------------------
+# The measurements.
+
+
+def _setup(spec: BenchSpec):
+    from .config import get_preset
+
+    if spec.threads is not None:
+        torch.set_num_threads(spec.threads)
+    device = torch.device(spec.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but CUDA is not available on this machine")
+    amp = AMP_DTYPES[spec.amp]
+    if amp is not None and device.type != "cuda":
+        raise ValueError("--amp is for CUDA; the CPU figures are fp32")
+    torch.manual_seed(spec.seed)
+    return device, amp, get_preset(spec.preset, spec.resolution)
+
+
+def _autocast(device: torch.device, amp: torch.dtype | None):
+    return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
+
+def bench_forward(spec: BenchSpec) -> dict[str, Any]:
+    """Inference of G (mapping + synthesis) on ``batch`` fresh latents per call."""
+    from .models import Generator
+
+    device, amp, preset = _setup(spec)
+    G = Generator(preset.G).eval().requires_grad_(False).to(device)
+    G.synthesis.fast = not spec.reference
+    h = spec.render_height or preset.G.resolution
+    w = spec.render_width or preset.G.resolution
+    costs = inr_costs(G.synthesis, h, w)
+    model = torch.compile(G) if spec.compile else G
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
+
+    def step() -> None:
+        z = torch.randn(spec.batch, G.z_dim, device=device, generator=gen)
+        with torch.inference_mode(), _autocast(device, amp):
+            model(z, height=h, width=w)
+
+    peak_dtype = amp or torch.float32
+    peak_before = matmul_peak_gflops(device, peak_dtype)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_calls(step, device, spec.warmup, spec.repeats)
+    mem = peak_memory_mb(device)
+    peak = max(peak_before, matmul_peak_gflops(device, peak_dtype))
+    best = min(times)
+    gmac = sum(c.macs for c in costs) / 1e9
+    executed = sum(c.executed_macs for c in costs) / 1e9
+    hyper = hyper_macs(G) / 1e9
+    img_per_s = spec.batch / best
+    return {
+        "img_per_s": img_per_s,
+        "ms_per_batch": best * 1000,
+        "ms_per_batch_median": statistics.median(times) * 1000,
+        "peak_mem_mb": mem,
+        "gmac_per_img": gmac,
+        "gflops": 2 * gmac * img_per_s,
+        "matmul_peak_gflops": peak,
+        "fraction_of_peak": 2 * gmac * img_per_s / peak,
+        "executed_gmac_per_img": executed + hyper,
+        "executed_gflops": 2 * (executed + hyper) * img_per_s,
+        "executed_fraction_of_peak": 2 * (executed + hyper) * img_per_s / peak,
+        "hyper_gmac_per_img": hyper,
+        "render": [h, w],
+        **_context(spec, device),
+    }
+
+
+def _training_nets(spec: BenchSpec, preset, device: torch.device):
+    """G, D, G_ema and both optimizers as the training loop makes them, for the preset."""
+    import copy
+
+    from .models import Discriminator, Generator
+    from .training.loop import make_optimizers
+
+    G = Generator(preset.G).to(device).train()
+    D = Discriminator(preset.D).to(device).train()
+    G.synthesis.fast = not spec.reference
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G_opt, D_opt = make_optimizers(G, D, preset.training)
+    return G, D, G_ema, G_opt, D_opt
+
+
+def bench_train(spec: BenchSpec) -> dict[str, Any]:
+    """The training loop's iteration (Gmain, Dmain, lazy Dreg, G_ema update) on synthetic reals.
+
+    ``repeats`` rounds of ``r1_interval`` steps each, so every round holds exactly one R1 step; the
+    data pipeline is not measured.
+    """
+    from .training.ema import update_ema
+    from .training.loop import training_step
+
+    device, amp, preset = _setup(spec)
+    if amp is torch.float16:
+        raise ValueError("training under fp16 autocast needs a loss scaler; use --amp bf16")
+    t = preset.training
+    G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
+    Gc, Dc = (torch.compile(G), torch.compile(D)) if spec.compile else (G, D)
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
+    res, ch = preset.G.resolution, preset.G.img_channels
+    state = {"i": 0}
+
+    def step() -> None:
+        real = torch.rand(spec.batch, ch, res, res, device=device, generator=gen) * 2 - 1
+        gen_z = torch.randn(2, spec.batch, G.z_dim, device=device, generator=gen)
+        with _autocast(device, amp):
+            training_step(Gc, Dc, G_opt, D_opt, real, (gen_z[0], gen_z[1]), state["i"] % t.r1_interval == 0, t,
+                          mixed_precision=t.mixed_precision and device.type == "cuda")
+        update_ema(G_ema, G, 0.999)
+        state["i"] += 1
+
+    def round_() -> None:
+        for _ in range(t.r1_interval):
+            step()
+
+    peak_before = matmul_peak_gflops(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_calls(round_, device, spec.warmup, spec.repeats)
+    mem = peak_memory_mb(device)
+    peak = max(peak_before, matmul_peak_gflops(device))
+    best = min(times)
+    n = spec.batch * t.r1_interval
+    return {
+        "img_per_s": n / best,
+        "ms_per_batch": best * 1000 / t.r1_interval,
+        "ms_per_batch_median": statistics.median(times) * 1000 / t.r1_interval,
+        "peak_mem_mb": mem,
+        "matmul_peak_gflops": peak,
+        "r1_interval": t.r1_interval,
+        **_context(spec, device),
+    }
+
+
+def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15) -> dict[str, Any]:
+    """Where the training step's time goes: wall time per phase and the top operators (torch.profiler).
+
+    The phases are timed by running the same computations as ``training_step`` one at a time.
+    """
+    from .training.ema import update_ema
+    from .training.loop import training_step
+    from .training.loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+
+    device, _, preset = _setup(spec)
+    t = preset.training
+    G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
+    res, ch = preset.G.resolution, preset.G.img_channels
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
+    steps = steps or t.r1_interval
+    phases: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(name: str, weight: float = 1.0):
+        _sync(device)
+        t0 = time.perf_counter()
+        yield
+        _sync(device)
+        phases[name] = phases.get(name, 0.0) + (time.perf_counter() - t0) * weight
+
+    def one_step(i: int, timed: bool) -> None:
+        real = torch.rand(spec.batch, ch, res, res, device=device, generator=gen) * 2 - 1
+        z = torch.randn(2, spec.batch, G.z_dim, device=device, generator=gen)
+        if not timed:
+            training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), i % t.r1_interval == 0, t)
+            return
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        with phase("Gmain: G forward"):
+            fake = G(z[0])
+        with phase("Gmain: D forward"):
+            loss = g_nonsaturating_loss(D(fake))
+        G_opt.zero_grad(set_to_none=True)
+        with phase("Gmain: backward (D and G)"):
+            loss.backward()
+        with phase("Gmain: Adam step"):
+            G_opt.step()
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        with phase("Dmain: G forward (no grad)"), torch.no_grad():
+            fake = G(z[1])
+        with phase("Dmain: D forward (fake + real)"):
+            loss = d_logistic_loss(D(real), D(fake))
+        D_opt.zero_grad(set_to_none=True)
+        with phase("Dmain: D backward"):
+            loss.backward()
+        with phase("Dmain: Adam step"):
+            D_opt.step()
+        if i % t.r1_interval == 0 and t.r1_gamma > 0:
+            with phase("Dreg: R1 (forward, double backward, step)"):
+                real_req = real.detach().requires_grad_(True)
+                logits = D(real_req)
+                loss = d_r1_loss(logits, real_req, t.r1_gamma, t.r1_interval)
+                D_opt.zero_grad(set_to_none=True)
+                (loss + logits.sum() * 0).backward()
+                D_opt.step()
+        D.requires_grad_(False)
+        with phase("G_ema update"):
+            update_ema(G_ema, G, 0.999)
+
+    for i in range(max(spec.warmup, 1)):
+        one_step(i, timed=False)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        one_step(i, timed=True)
+    total = time.perf_counter() - t0
+    with torch.profiler.profile() as prof:
+        for i in range(steps):
+            one_step(i, timed=False)
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    op_total = sum(e.self_cpu_time_total for e in ops)
+    return {
+        "img_per_s": spec.batch * steps / total,
+        "ms_per_step": total * 1000 / steps,
+        "phases_ms_per_step": {k: v * 1000 / steps for k, v in phases.items()},
+        "top_ops": [
+            {"op": e.key, "calls_per_step": e.count / steps, "ms_per_step": e.self_cpu_time_total / 1000 / steps,
+             "share": e.self_cpu_time_total / op_total}
+            for e in ops[:row_limit]
+        ],
+        **_context(spec, device),
+    }
+
+
+def _context(spec: BenchSpec, device: torch.device) -> dict[str, Any]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {"spec": asdict(spec), "device_name": name, "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "torch": torch.__version__}
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} CPUs)"
+    return f"cpu ({os.cpu_count()} CPUs)"
+
+
+MEASUREMENTS = {"forward": bench_forward, "train": bench_train, "profile": profile_train}
+
+
+def run(spec: BenchSpec, what: str | None = None, isolate: bool = True,
+        omp_wait_policy: str | None = "passive") -> dict[str, Any]:
+    """Run one measurement (``what``: forward, train or profile; default ``spec.mode``).
+
+    By default it runs in a fresh subprocess, so that its peak memory is its own, with OpenMP's idle
+    threads sleeping (``OMP_WAIT_POLICY=passive``) unless the environment already sets the policy: on a
+    machine shared with other work, spinning threads stall every parallel region (a 2x-5x slowdown
+    measured on a busy 2-core machine). None leaves the environment as it is.
+    """
+    what = what or spec.mode
+    if what not in MEASUREMENTS:
+        raise ValueError(f"unknown measurement {what!r}; choose one of {sorted(MEASUREMENTS)}")
+    if not isolate:
+        return MEASUREMENTS[what](spec)
+    env = dict(os.environ)
+    if omp_wait_policy is not None and "OMP_WAIT_POLICY" not in env:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+    cmd = [sys.executable, "-m", "inrgan.bench", what, json.dumps(asdict(spec))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the measuring subprocess failed:\n{proc.stderr.strip()[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":  # the measuring subprocess: python -m inrgan.bench WHAT SPEC_JSON
+    _what, _spec = sys.argv[1], BenchSpec(**json.loads(sys.argv[2]))
+    print(json.dumps(MEASUREMENTS[_what](_spec)))

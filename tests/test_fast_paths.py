@@ -1,0 +1,306 @@
+"""Every fast path against the plain reference path, and the cost counter against a hand count.
+
+Tolerances: fp32 outputs agree to 2e-5 of the reference's largest magnitude (rounding of reordered
+sums); float64 gradients to 1e-9 relative; bf16 autocast to 5% of the largest magnitude.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inrgan import Discriminator, Generator, get_preset
+from inrgan.bench import BenchSpec, bench_forward, hyper_macs, inr_costs
+from inrgan.config import GeneratorConfig, LevelConfig
+from inrgan.models import synthesis
+from inrgan.models.coords import CoordEmbedding
+from inrgan.models.discriminator import blur_kernel
+from inrgan.models.fmm import affine_styles, fmm_weight, fmm_weight_fast
+from inrgan.models.layers import EqualLinear
+
+FP32_TOL = 2e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Numerics only: one intra-op thread keeps these many tiny ops quick on a shared machine, where
+    # OpenMP's spinning threads otherwise wait on each other at every op. Restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _close(out: torch.Tensor, ref: torch.Tensor, tol: float = FP32_TOL) -> None:
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    err = (out - ref).abs().max().item()
+    assert err <= tol * ref.abs().max().item(), f"max error {err} vs reference scale {ref.abs().max().item()}"
+
+
+def _randomise(module: torch.nn.Module) -> torch.nn.Module:
+    """Non-zero biases everywhere, so that every term of the computation is exercised."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.ndim == 1:
+                p.normal_(0, 0.3)
+    return module
+
+
+def _every_option_config() -> GeneratorConfig:
+    """Predicted basis and biases, sigmoid FMM without demodulation, reflection padding, tanh, superres
+    by upsampling: the options the presets leave off."""
+    levels = (LevelConfig(log_diagonals=False, gaussian=3, learned=2, predicted=3, const=4),
+              LevelConfig(predicted=2, const=4), LevelConfig(gaussian=2, const=0))
+    return GeneratorConfig(resolution=16, z_dim=16, w_dim=16, channel_base=128, channel_max=16, first_grid=4,
+                           extra_layers=(8,), fmm_rank=3, fmm_modulation="sigmoid", fmm_demodulate=False,
+                           predict_bias=True, levels=levels, const_padding="reflection", superres="upsample",
+                           final_tanh=True)
+
+
+def _render(G: Generator, ws: torch.Tensor, fast: bool, **kw) -> torch.Tensor:
+    G.synthesis.fast = fast
+    try:
+        return G.synthesis(ws, **kw)
+    finally:
+        G.synthesis.fast = True
+
+
+CASES = [
+    ("cpu-32", 16, {}),
+    ("cpu-32", 16, dict(height=21, width=13)),  # partial cells at every level
+    ("cpu-32", 32, dict(height=40, width=40, bbox=(-1.3, -1.2, 1.1, 1.4))),  # extrapolation, other box
+    ("inr-gan", 128, {}),  # the release's frame, embeddings, levels and extra layers (32 channels)
+    ("inr-gan", 128, dict(height=32, width=32)),  # a low-resolution render
+    ("inr-gan-bil", 128, {}),  # bilinear upsampling and spatial std normalisation
+    ("every-option", 16, dict(height=32, width=32)),
+]
+
+
+def _generator(name: str, res: int) -> Generator:
+    torch.manual_seed(0)
+    if name == "every-option":
+        cfg = _every_option_config()
+    elif name.startswith("inr-gan"):  # the release's architecture, narrowed to 32 channels to stay fast
+        cfg = dataclasses.replace(get_preset(name, res).G, channel_max=32)
+    else:
+        cfg = get_preset(name, res).G
+    return _randomise(Generator(cfg)).eval()
+
+
+@pytest.fixture(params=["onednn", "plain"])
+def cpu_kernels(request, monkeypatch):
+    """The CPU inference path with oneDNN's fused layers (where the build has them) and without."""
+    if request.param == "plain":
+        monkeypatch.setattr(synthesis, "onednn_linear", lambda: None)
+    return request.param
+
+
+@pytest.mark.parametrize("name,res,kw", CASES)
+def test_fast_inference_equals_reference(name, res, kw, cpu_kernels):
+    G = _generator(name, res)
+    ws = G.mapping(torch.randn(3, G.z_dim))
+    with torch.no_grad():
+        ref = _render(G, ws, fast=False, **kw)
+    with torch.inference_mode():
+        fast = _render(G, ws, fast=True, **kw)
+        G.synthesis.chunk_pixels = None  # whole levels, as on a GPU
+        whole = _render(G, ws, fast=True, **kw)
+        G.synthesis.chunk_pixels = 7  # many chunks, some not a multiple of the upsampling
+        tiny = _render(G, ws, fast=True, **kw)
+    _close(fast, ref)
+    _close(whole, ref)
+    _close(tiny, ref)
+
+
+@pytest.mark.parametrize("name,res,tile", [("cpu-32", 16, 5), ("inr-gan", 128, 48)])
+def test_fast_tiles_equal_the_whole_render(name, res, tile):
+    G = _generator(name, res)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    with torch.inference_mode():
+        whole = G.synthesis(ws, height=res + 3, width=res - 2)
+        tiled = G.synthesis(ws, height=res + 3, width=res - 2, tile=tile)
+        ref = _render(G, ws, fast=False, height=res + 3, width=res - 2)
+    _close(whole, ref)
+    _close(tiled, whole)
+
+
+def test_inr_params_are_contiguous():
+    # oneDNN takes ~1000x longer on strided weights: every fast-path weight must be contiguous.
+    G = _generator("inr-gan", 128)
+    with torch.no_grad():
+        params = G.synthesis.inr_params(G.mapping(torch.randn(2, G.z_dim)))
+    for block in params:
+        for layer in [*block.layers, block.torgb]:
+            for t in (layer.weight, layer.emb_weight):
+                assert t is None or t.is_contiguous()
+
+
+def test_fast_path_with_autograd_enabled_equals_inference():
+    G = _generator("cpu-32", 16).train()
+    ws = G.mapping(torch.randn(2, G.z_dim), update_w_avg=False)
+    with torch.inference_mode():
+        inference = G.synthesis(ws)
+    tracked = G.synthesis(ws)  # out-of-place, whole levels
+    assert tracked.requires_grad
+    _close(tracked.detach(), inference)
+
+
+@pytest.mark.parametrize("name,res", [("cpu-32", 16), ("inr-gan-bil", 64), ("every-option", 16)])
+def test_fast_training_gradients_equal_reference(name, res):
+    G = _generator(name, res).train().double()
+    ws = torch.randn(2, G.num_ws, G.w_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ws.requires_grad_(True)
+    grads = []
+    for fast in (False, True):
+        G.zero_grad(set_to_none=True)
+        ws.grad = None
+        out = _render(G, ws, fast=fast)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        named = {n: p.grad for n, p in G.named_parameters() if p.grad is not None}
+        grads.append({**named, "ws": ws.grad.clone()})
+    assert grads[0].keys() == grads[1].keys()
+    for n, ref in grads[0].items():
+        err = (grads[1][n] - ref).abs().max().item()
+        assert err <= 1e-9 * max(ref.abs().max().item(), 1e-12), n
+
+
+def test_fast_training_gradients_fp32_default_preset():
+    G = _generator("cpu-32", 32).train()
+    z = torch.randn(4, G.z_dim)
+    grads = []
+    for fast in (False, True):
+        G.zero_grad(set_to_none=True)
+        G.synthesis.fast = fast
+        G(z, update_w_avg=False).square().mean().backward()
+        grads.append({n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None})
+    G.synthesis.fast = True
+    for n, ref in grads[0].items():
+        _close(grads[1][n], ref, tol=1e-4)
+
+
+def test_bf16_autocast_path_runs_and_stays_close():
+    G = _generator("cpu-32", 16)
+    z = torch.randn(2, G.z_dim)
+    with torch.inference_mode():
+        ref = G(z)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = G(z)
+    assert out.dtype == torch.float32
+    _close(out, ref, tol=0.05)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pieces.
+
+
+@pytest.mark.parametrize("modulation", ["linear", "sigmoid", "tanh"])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_fmm_weight_fast_equals_reference(modulation, demodulate):
+    torch.manual_seed(0)
+    weight, styles = torch.randn(7, 5), torch.randn(3, (7 + 5) * 4)
+    ref = fmm_weight(weight, styles, 4, modulation, demodulate) * math.sqrt(2)
+    _close(fmm_weight_fast(weight, styles, 4, modulation, demodulate, gain=math.sqrt(2)), ref, tol=1e-6)
+
+
+def test_affine_styles_equal_equal_linear():
+    torch.manual_seed(0)
+    affine = EqualLinear(16, 40, bias_init=1.0, lr_multiplier=0.5)
+    w = torch.randn(3, 16)
+    _close(affine_styles(affine, w), affine(w), tol=1e-6)
+
+
+def test_channels_last_coordinate_features_are_bitwise_the_reference():
+    torch.manual_seed(0)
+    cfg = LevelConfig(log_diagonals=True, gaussian=3, learned=2, predicted=2, const=5)
+    for padding in ("border", "reflection"):
+        emb = CoordEmbedding(cfg, 8, 16, "center", padding)
+        w = torch.randn(2, 16)
+        for ys, xs in [((torch.arange(8) + 0.5) / 4 - 1, (torch.arange(8) + 0.5) / 4 - 1),  # the training grid
+                       (torch.linspace(-1.4, 1.3, 11), torch.linspace(-1.0, 1.7, 6))]:  # off the grid
+            ys, xs = ys.double(), xs.double()
+            ref = emb(ys, xs, w).permute(0, 2, 3, 1)
+            assert torch.equal(emb.forward_channels_last(ys, xs, w), ref)
+
+
+def _reference_conv_layer(layer, x: torch.Tensor, gain: float) -> torch.Tensor:
+    """StyleGAN2's layer as written: zero-pad, depthwise [1,3,3,1] blur, conv, bias, lrelu * sqrt(2) * gain."""
+    w = layer.weight * layer.weight_gain
+    f = blur_kernel().to(x.dtype)[None, None].repeat(x.shape[1], 1, 1, 1)
+    if layer.down and layer.kernel == 1:
+        x = F.conv2d(F.conv2d(F.pad(x, [1] * 4), f, stride=2, groups=x.shape[1]), w)
+    elif layer.down:
+        x = F.conv2d(F.conv2d(F.pad(x, [2] * 4), f, groups=x.shape[1]), w, stride=2)
+    else:
+        x = F.conv2d(x, w, padding=layer.kernel // 2)
+    if layer.bias is not None:
+        x = x + layer.bias[None, :, None, None]
+    return F.leaky_relu(x, 0.2) * math.sqrt(2) * gain if layer.activation == "lrelu" else x * gain
+
+
+def test_discriminator_layers_equal_the_written_out_math():
+    torch.manual_seed(0)
+    D = _randomise(Discriminator(dataclasses.replace(get_preset("cpu-32", 16).D, channel_base=128,
+                                                     channel_max=8))).double()
+    x = torch.randn(2, 8, 8, 8, dtype=torch.float64)
+    block = D.b8
+    for layer, gain in [(block.conv0, 1.0), (block.conv1, math.sqrt(0.5)), (block.skip, math.sqrt(0.5))]:
+        xr = x.clone().requires_grad_(True)
+        out = layer(xr, gain=gain)
+        (g,) = torch.autograd.grad(out.square().sum(), xr)
+        xr2 = x.clone().requires_grad_(True)
+        ref = _reference_conv_layer(layer, xr2, gain)
+        (g_ref,) = torch.autograd.grad(ref.square().sum(), xr2)
+        _close(out.contiguous(), ref, tol=1e-12)
+        _close(g.contiguous(), g_ref, tol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cost counting and the bench.
+
+
+def test_cost_counter_against_a_hand_count():
+    G = Generator(get_preset("cpu-32", 16).G)
+    # cpu-32 at 16: levels 8 (64 cells, 40 coordinate channels) and 16 (256 cells, 48); 128 channels.
+    # b4: conv1 (128, 40); b8: conv0, conv1 (128, 128); b16: conv0 (128, 128 + 48), conv1 (128, 128).
+    by_hand = (64 * (128 * 40 + 2 * 128 * 128) + 2 * 64 * 3 * 128  # level 8 and its two ToRGBs
+               + 256 * (128 * 176 + 128 * 128) + 256 * 3 * 128)  # level 16
+    # Fast path: b16.conv0's 128 inputs from level 8 are mixed at level 8's 64 cells.
+    executed = by_hand - 256 * 128 * 176 + 128 * (48 * 256 + 128 * 64)
+    costs = inr_costs(G.synthesis, 16, 16)
+    assert sum(c.macs for c in costs) == by_hand == 12_533_760
+    assert sum(c.executed_macs for c in costs) == executed == 9_388_032
+    # Half the resolution: a quarter of the cells at every level.
+    assert sum(c.macs for c in inr_costs(G.synthesis, 8, 8)) * 4 == by_hand
+
+
+def test_cost_counter_reproduces_the_release_figure():
+    # The reference counts 14.9 GMAC per 256^2 image with extra layers, 12.7 without.
+    G = Generator(get_preset("inr-gan", 256).G)
+    assert sum(c.macs for c in inr_costs(G.synthesis, 256, 256)) / 1e9 == pytest.approx(14.85, abs=0.01)
+    assert hyper_macs(G) > sum(layer.affine.weight.numel() for b in G.synthesis.blocks for layer in b.layers())
+
+
+def test_bench_forward_reports_every_key(monkeypatch):
+    import inrgan.bench
+
+    peak = inrgan.bench.matmul_peak_gflops
+    monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype: peak(device, dtype, n=256, repeats=1))
+    spec = BenchSpec(preset="cpu-32", resolution=16, batch=2, repeats=1, warmup=1)
+    r = bench_forward(spec)
+    for key in ("img_per_s", "ms_per_batch", "peak_mem_mb", "gmac_per_img", "gflops", "matmul_peak_gflops",
+                "fraction_of_peak"):
+        assert r[key] > 0, key
+    assert r["gmac_per_img"] == pytest.approx(12_533_760 / 1e9)
+    assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["matmul_peak_gflops"])
+
+
+def test_importing_the_bench_touches_no_accelerator():
+    import inrgan.bench  # noqa: F401
+    import inrgan.cli.bench  # noqa: F401
+
+    assert not torch.cuda.is_initialized()
