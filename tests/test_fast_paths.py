@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from inrgan import Discriminator, Generator, get_preset
 from inrgan.bench import BenchSpec, bench_forward, hyper_macs, inr_costs
 from inrgan.config import GeneratorConfig, LevelConfig
-from inrgan.models import synthesis
+from inrgan.models import coords, synthesis
 from inrgan.models.coords import CoordEmbedding
 from inrgan.models.discriminator import blur_kernel
-from inrgan.models.fmm import affine_styles, fmm_weight, fmm_weight_fast
+from inrgan.models.fmm import affine_styles, fmm_weight, fmm_weight_fast, fmm_weight_split
 from inrgan.models.layers import EqualLinear
 
 FP32_TOL = 2e-5
@@ -205,6 +205,59 @@ def test_fmm_weight_fast_equals_reference(modulation, demodulate):
     weight, styles = torch.randn(7, 5), torch.randn(3, (7 + 5) * 4)
     ref = fmm_weight(weight, styles, 4, modulation, demodulate) * math.sqrt(2)
     _close(fmm_weight_fast(weight, styles, 4, modulation, demodulate, gain=math.sqrt(2)), ref, tol=1e-6)
+
+
+@pytest.mark.parametrize("modulation", ["linear", "sigmoid"])
+@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("grad", [False, True])
+def test_fmm_weight_split_equals_the_cut_reference(modulation, demodulate, grad):
+    torch.manual_seed(0)
+    weight, styles = torch.randn(7, 5), torch.randn(3, (7 + 5) * 4, requires_grad=grad)
+    ref = fmm_weight(weight, styles, 4, modulation, demodulate)
+    with torch.set_grad_enabled(grad):
+        first, second = fmm_weight_split(weight, styles, 4, 2, (math.sqrt(2), 0.5), modulation, demodulate)
+    assert first.is_contiguous() and second.is_contiguous() and first.requires_grad == grad
+    _close(first, ref[:, :, :2] * math.sqrt(2), tol=1e-6)
+    _close(second, ref[:, :, 2:] * 0.5, tol=1e-6)
+
+
+def test_cached_coordinate_features_follow_every_change_of_the_model():
+    G = _generator("inr-gan", 128)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    emb = G.synthesis.embeddings[1]
+    with torch.inference_mode():
+        first = G.synthesis(ws)
+        assert emb._cached is not None  # kept for the next call with these cells
+        cached_features = emb._cached[1]
+        again = G.synthesis(ws)
+        assert emb._cached[1] is cached_features  # reused, not recomputed
+        _close(again, first, tol=0)
+        other = G.synthesis(ws, height=40, width=24)  # other cells replace the entry
+        assert emb._cached[1] is not cached_features
+        _close(other, _render(G, ws, fast=False, height=40, width=24))
+    with torch.no_grad():  # an in-place change, as an optimizer step makes
+        emb.const.mul_(-1.5)
+    with torch.inference_mode():
+        _close(G.synthesis(ws, height=40, width=24), _render(G, ws, fast=False, height=40, width=24))
+    state = {k: v.clone() for k, v in G.state_dict().items()}
+    state["synthesis.embeddings.1.const"].normal_()
+    G.load_state_dict(state)
+    with torch.inference_mode():
+        _close(G.synthesis(ws, height=40, width=24), _render(G, ws, fast=False, height=40, width=24))
+
+
+def test_coordinate_feature_cache_is_bounded(monkeypatch):
+    G = _generator("cpu-32", 16)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    monkeypatch.setattr(coords, "FEATURE_CACHE_BYTES", 0)  # nothing fits: computed per chunk, nothing kept
+    with torch.inference_mode():
+        out = G.synthesis(ws)
+    assert all(e._cached is None for e in G.synthesis.embeddings)
+    with torch.no_grad():
+        _close(out, _render(G, ws, fast=False))
+    with torch.enable_grad():  # autograd: never from the cache
+        with pytest.raises(RuntimeError, match="inference"):
+            G.synthesis.embeddings[0].cached_channels_last((), torch.zeros(2).double(), torch.zeros(2).double())
 
 
 def test_affine_styles_equal_equal_linear():

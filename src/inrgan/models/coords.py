@@ -177,6 +177,12 @@ def sample_const_channels_last(const: Tensor, iy: Tensor, ix: Tensor, padding: s
     return (rows.index_select(2, xlo) * (1 - wx) + rows.index_select(2, xhi) * wx).permute(1, 2, 0)
 
 
+# Coordinate features kept between inference calls, per level: the last set of cells only, and only up to
+# this size (the 64^2 level of the release model at its own grid is 2.6 MiB; its 256^2 level, 42 MiB, is
+# recomputed per chunk instead).
+FEATURE_CACHE_BYTES = 16 * 2**20
+
+
 class CoordEmbedding(nn.Module):
     """Coordinate features of one pyramid level: [sin(E), cos(E), const] at any set of cells."""
 
@@ -191,6 +197,11 @@ class CoordEmbedding(nn.Module):
         self.affine = EqualLinear(w_dim, cfg.predicted * 3, bias_init=0.0) if cfg.predicted else None
         self.const = nn.Parameter(torch.randn(cfg.const, res, res)) if cfg.const else None
         self.num_channels = cfg.num_channels(res)
+        self._cached: tuple[tuple, Tensor] | None = None  # (key, features) of the last cached call
+
+    @property
+    def depends_on_w(self) -> bool:
+        return self.affine is not None
 
     def fixed_basis(self) -> Tensor:
         parts = [self.log_basis, self.gaussian_basis]
@@ -259,3 +270,24 @@ class CoordEmbedding(nn.Module):
             c = sample_const_channels_last(self.const, iy, ix, self.const_padding)
             feats.append(c.unsqueeze(0).expand(e.shape[0], -1, -1, -1))
         return torch.cat(feats, dim=3)
+
+    def cached_channels_last(self, cells: tuple, ys: Tensor, xs: Tensor) -> Tensor | None:
+        """:meth:`forward_channels_last` for a fixed basis without autograd, kept for the next call.
+
+        ``cells`` identifies the cells ``ys`` x ``xs`` (the same key must mean the same coordinates). The
+        entry holds one set of cells, at most :data:`FEATURE_CACHE_BYTES`, and is recomputed whenever a
+        parameter or buffer of this module changed (in place, as an optimizer step or ``load_state_dict``
+        does, or replaced, as ``.to()`` does). Returns None where the features are too large to keep: the
+        caller computes them chunk by chunk instead.
+        """
+        if self.depends_on_w or torch.is_grad_enabled() or torch.compiler.is_compiling():
+            raise RuntimeError("cached features are for inference with a fixed basis")
+        if ys.numel() * xs.numel() * self.num_channels * 4 > FEATURE_CACHE_BYTES:
+            return None
+        state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+        key = (cells, state)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = None  # never hold two
+            self._cached = (key, self.forward_channels_last(ys, xs))
+        return self._cached[1]
+

@@ -25,7 +25,10 @@ def affine_styles(affine: EqualLinear, w: Tensor) -> Tensor:
     """
     if affine.activation != "linear":
         raise ValueError("affine_styles is for linear heads")
-    bias = affine.bias[:, None] * affine.bias_gain if affine.bias is not None else w.new_zeros(())
+    if affine.bias is None:
+        bias = w.new_zeros(())
+    else:
+        bias = affine.bias[:, None] if affine.bias_gain == 1 else affine.bias[:, None] * affine.bias_gain
     # [n, w_dim] x [w_dim, B] reads the weight row by row, about twice as fast as w x weight^T on a CPU.
     return torch.addmm(bias, affine.weight, w.t(), alpha=affine.weight_gain).t().contiguous()  # [B, n]
 
@@ -99,6 +102,45 @@ def fmm_weight_fast(
     return w.mul_(gain) if gain != 1 else w
 
 
+def fmm_weight_split(
+    weight: Tensor,
+    styles: Tensor,
+    rank: int,
+    split: int,
+    gains: tuple[float, float],
+    modulation: str = "linear",
+    demodulate: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """:func:`fmm_weight` cut at input channel ``split`` into two contiguous parts, times ``gains``.
+
+    Returns ([B, c_out, split] * gains[0], [B, c_out, c_in - split] * gains[1]). The parts are made
+    directly (no full weight to cut and copy), in place without autograd, with the same operations either
+    way, so a model gives bit-identical outputs whether or not it requires grad. The demodulation uses the
+    norm of both parts.
+    """
+    c_out, c_in = weight.shape
+    if modulation != "linear":
+        w = fmm_weight_fast(weight, styles, rank, modulation, demodulate)
+        return (w[:, :, :split] * gains[0]).contiguous(), (w[:, :, split:] * gains[1]).contiguous()
+    inplace = not (torch.is_grad_enabled() and (styles.requires_grad or weight.requires_grad))
+    batch = styles.shape[0]
+    a = styles[:, : c_out * rank].reshape(batch, c_out, rank)  # [B, c_out, r]
+    b = styles[:, c_out * rank :].reshape(batch, rank, c_in)  # [B, r, c_in]
+    parts = []
+    for cols in (slice(0, split), slice(split, c_in)):
+        m = torch.bmm(a, b[:, :, cols])  # [B, c_out, n], contiguous
+        shared = weight[:, cols]
+        # W_s (1 + A B / sqrt r)
+        parts.append(torch.addcmul(shared, m, shared, value=1 / math.sqrt(rank), out=m if inplace else None))
+    scales: list[Tensor | float] = list(gains)
+    if demodulate:
+        sq = torch.linalg.vector_norm(parts[0], dim=2, keepdim=True).square()
+        sq = sq + torch.linalg.vector_norm(parts[1], dim=2, keepdim=True).square()
+        d = 1 / (sq.sqrt() + DEMOD_EPS)  # [B, c_out, 1]
+        scales = [d * g for g in gains]
+    return tuple(p.mul_(s) if inplace else p * s for p, s in zip(parts, scales, strict=True))
+
+
 def fmm_linear(x: Tensor, w: Tensor) -> Tensor:
     """Apply per-sample weights to every pixel: x [B, c_in, H, W], w [B, c_out, c_in] -> [B, c_out, H, W]."""
     batch, c_in, h, wd = x.shape
@@ -157,6 +199,17 @@ class FMMLayer(nn.Module):
         weight = fmm_weight_fast(shared, styles[:, :n_mod], self.rank, self.modulation, self.demodulate, gain)
         bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)
         return weight, bias
+
+    def inr_params_split(self, w: Tensor, split: int, gains: tuple[float, float]) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`inr_params` with the weight cut at input channel ``split``: (weight[:, :, :split] * gains[0],
+        weight[:, :, split:] * gains[1], bias), both parts contiguous."""
+        styles = affine_styles(self.affine, w)  # [B, n_styles]
+        n_mod = (self.in_channels + self.out_channels) * self.rank
+        shared = self.weight if self.weight_gain == 1 else self.weight * self.weight_gain
+        first, second = fmm_weight_split(shared, styles[:, :n_mod], self.rank, split, gains, self.modulation,
+                                         self.demodulate)
+        bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)
+        return first, second, bias
 
     def extra_repr(self) -> str:
         return f"in={self.in_channels}, out={self.out_channels}, rank={self.rank}"

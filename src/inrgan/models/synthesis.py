@@ -320,10 +320,14 @@ class SynthesisNetwork(nn.Module):
         layers = []
         for k, (layer, w) in enumerate(zip(block.layers(), block_ws, strict=False)):
             if k == 0 and block.level is not None:
-                weight, bias = layer.inr_params(w)  # [B, c_out, c_in], [B or 1, c_out]
                 n_x = block.in_channels  # input channels from the previous level; the rest are coordinates
-                x_part = weight[:, :, :n_x] * LRELU_GAIN if n_x else None
-                layers.append(INRLayer(x_part, bias, emb_weight=weight[:, :, n_x:].contiguous()))
+                if n_x:
+                    # [B, c_out, n_x], [B, c_out, c_emb], [B or 1, c_out]
+                    x_part, emb_part, bias = layer.inr_params_split(w, n_x, (LRELU_GAIN, 1.0))
+                    layers.append(INRLayer(x_part, bias, emb_weight=emb_part))
+                else:
+                    weight, bias = layer.inr_params(w)
+                    layers.append(INRLayer(None, bias, emb_weight=weight))
             elif layer.instance_norm:
                 layers.append(INRLayer(*layer.inr_params(w), normalize=True))
             else:
@@ -370,9 +374,14 @@ class SynthesisNetwork(nn.Module):
                     up, crop_y, crop_x = 1, 0, 0
             nxt = self.level_blocks[level + 1][0] if level + 1 < len(self.level_blocks) else None  # its first layer
             level_w = ws[:, self.block_w_idx[block_ids[0]]]
-            embed = self.embeddings[level].forward_channels_last
+            embedding = self.embeddings[level]
+            embed = embedding.forward_channels_last
+            whole = None  # the level's features [1, h, w, C_emb] when kept between calls
+            if not (track or embedding.depends_on_w or torch.is_grad_enabled() or torch.compiler.is_compiling()):
+                whole = embedding.cached_channels_last((grid.height, grid.width, grid.bbox, grid.frame, f, ya, yb, xa, xb),
+                                                       ys, xs)
             if chunk is None:
-                img, coarse = self._level_chunk(block_ids, params, embed(ys, xs, level_w),
+                img, coarse = self._level_chunk(block_ids, params, embed(ys, xs, level_w) if whole is None else whole,
                                                 (coarse, up, crop_y, crop_x), img,
                                                 None if nxt is None else params[nxt].layers[0], not track)
                 prev_factor = f
@@ -382,7 +391,8 @@ class SynthesisNetwork(nn.Module):
             img_out = coarse_out = None
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
-                emb = embed(ys[r0:r1], xs, level_w)  # [1 or B, rows, w, C_emb], shared by the samples
+                # [1 or B, rows, w, C_emb], shared by the samples
+                emb = embed(ys[r0:r1], xs, level_w) if whole is None else whole[:, r0:r1]
                 p, cy = _rows_of(coarse, r0, r1, up, crop_y)
                 q, _ = _rows_of(img, r0, r1, up, crop_y)
                 img_c, coarse_c = self._level_chunk(block_ids, params, emb, (p, up, cy, crop_x), q,
