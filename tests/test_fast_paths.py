@@ -7,6 +7,7 @@ sums); float64 gradients to 1e-9 relative; bf16 autocast to 5% of the largest ma
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -357,3 +358,27 @@ def test_importing_the_bench_touches_no_accelerator():
     import inrgan.cli.bench  # noqa: F401
 
     assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batch", "0"], "batch must be at least 1, got 0"),
+    (["--render-height", "-5"], "render-height must be at least 1, got -5"),
+    (["--resolution", "17"], "resolution must be a power of two"),
+    (["--amp", "bf16"], "--amp is for CUDA"),
+    (["--device", "nope"], "unknown device 'nope'"),
+])
+def test_bench_rejects_bad_input_with_one_clear_line(args, message):
+    from click.testing import CliRunner
+
+    from inrgan.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--preset", "cpu-32", *args])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_the_measuring_subprocess_answers_a_bad_spec_with_its_message(capsys):
+    import inrgan.bench
+
+    spec = dict(dataclasses.asdict(BenchSpec(preset="cpu-32")), batch=-1)
+    assert inrgan.bench._subprocess_main(["forward", json.dumps(spec)]) == inrgan.bench.USAGE_ERROR
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "batch must be at least 1, got -1"

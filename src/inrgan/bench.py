@@ -50,6 +50,32 @@ class BenchSpec:
     threads: int | None = None  # torch intra-op threads (default: torch's, the physical cores)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from .config import get_preset
+
+        for name in ("batch", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be 0 or more, got {self.warmup}")
+        for name in ("render_height", "render_width", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.mode not in ("forward", "train"):
+            raise ValueError(f"mode must be forward or train, got {self.mode!r}")
+        if self.amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
+        get_preset(self.preset, self.resolution)  # a ConfigError names an unknown preset or resolution
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as e:
+            raise ValueError(f"unknown device {self.device!r}: {e}") from None
+        if self.amp != "none" and device.type != "cuda":
+            raise ValueError("--amp is for CUDA; the CPU figures are fp32")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device} was asked for, but CUDA is not available on this machine")
+
 
 # ----------------------------------------------------------------------------------------------
 # Cost from the layer shapes.
@@ -156,12 +182,8 @@ def _setup(spec: BenchSpec):
 
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
-    device = torch.device(spec.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but CUDA is not available on this machine")
+    device = torch.device(spec.device)  # checked by BenchSpec
     amp = AMP_DTYPES[spec.amp]
-    if amp is not None and device.type != "cuda":
-        raise ValueError("--amp is for CUDA; the CPU figures are fp32")
     torch.manual_seed(spec.seed)
     return device, amp, get_preset(spec.preset, spec.resolution)
 
@@ -410,11 +432,28 @@ def run(spec: BenchSpec, what: str | None = None, isolate: bool = True,
         env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
     cmd = [sys.executable, "-m", "inrgan.bench", what, json.dumps(asdict(spec))]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode == USAGE_ERROR:  # a clear message from the measurement itself
+        raise ValueError(proc.stderr.strip().splitlines()[-1])
     if proc.returncode != 0:
         raise RuntimeError(f"the measuring subprocess failed:\n{proc.stderr.strip()[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+USAGE_ERROR = 3  # exit status of the measuring subprocess for a bad spec (its message is the last line)
+
+
+def _subprocess_main(argv: list[str]) -> int:
+    from .config import ConfigError
+
+    try:
+        what, spec = argv[0], BenchSpec(**json.loads(argv[1]))
+        result = MEASUREMENTS[what](spec)
+    except (ConfigError, ValueError) as e:
+        print(e, file=sys.stderr)
+        return USAGE_ERROR
+    print(json.dumps(result))
+    return 0
+
+
 if __name__ == "__main__":  # the measuring subprocess: python -m inrgan.bench WHAT SPEC_JSON
-    _what, _spec = sys.argv[1], BenchSpec(**json.loads(sys.argv[2]))
-    print(json.dumps(MEASUREMENTS[_what](_spec)))
+    sys.exit(_subprocess_main(sys.argv[1:]))

@@ -46,10 +46,10 @@ def command(preset: str, resolution: int | None, render_height: int | None, rend
 
     if profile and mode != "train":
         raise click.BadParameter("--profile goes with --mode train", param_hint="--profile")
-    spec = BenchSpec(preset=preset, resolution=resolution, render_height=render_height, render_width=render_width,
-                     batch=batch, mode=mode, device=device, amp=amp, compile=compile_, reference=reference,
-                     warmup=warmup, repeats=repeats, threads=threads)
     try:
+        spec = BenchSpec(preset=preset, resolution=resolution, render_height=render_height,
+                         render_width=render_width, batch=batch, mode=mode, device=device, amp=amp,
+                         compile=compile_, reference=reference, warmup=warmup, repeats=repeats, threads=threads)
         result = run(spec, "profile" if profile else mode,
                      omp_wait_policy=None if omp_wait_policy == "inherit" else omp_wait_policy)
     except (ConfigError, RuntimeError, ValueError) as e:
