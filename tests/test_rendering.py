@@ -362,3 +362,20 @@ def _has_imageio_ffmpeg() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_rendering_from_inr_parameters_is_differentiable_in_them():
+    # Every block's ToRGB bias is added once to every output pixel (skip architecture, nearest
+    # upsampling, no final tanh): d sum(image) / d bias = H * W for each block and channel.
+    torch.manual_seed(0)
+    G = _randomise(Generator(get_preset("cpu-32", 16, 1).G))
+    assert not G.synthesis.cfg.final_tanh
+    with torch.no_grad():
+        params = inr_parameters(G.synthesis, G.mapping(torch.randn(2, G.z_dim)))
+    biases = [f"blocks.{i}.torgb.bias" for i in range(len(G.synthesis.blocks))]
+    for name in biases:
+        params[name] = params[name].clone().requires_grad_(True)
+    img = render_inr(G.synthesis, params, height=12, width=20)
+    img.sum().backward()
+    for name in biases:
+        torch.testing.assert_close(params[name].grad, torch.full_like(params[name], 12 * 20))

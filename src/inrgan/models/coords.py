@@ -248,22 +248,30 @@ class CoordEmbedding(nn.Module):
             feats.append(c.unsqueeze(0).expand(e.shape[0], -1, -1, -1))
         return torch.cat(feats, dim=1)
 
-    def forward_channels_last(self, ys: Tensor, xs: Tensor, w: Tensor | None = None) -> Tensor:
-        """:meth:`forward` laid out [1 or B, h, w, C], with the same values: the synthesis fast path's layout."""
+    def predicted_basis(self, w: Tensor) -> Tensor:
+        """The per-sample basis predicted from w [B, w_dim]: [B, n, (x, y, phase)], before ``gaussian_std``."""
+        return self.affine(w).view(w.shape[0], self.cfg.predicted, 3)
+
+    def forward_channels_last(self, ys: Tensor, xs: Tensor, w: Tensor | None = None,
+                              basis: Tensor | None = None) -> Tensor:
+        """:meth:`forward` laid out [1 or B, h, w, C], with the same values: the synthesis fast path's layout.
+
+        A predicted basis comes from ``w``, or is given as ``basis`` [B, n, 3] (see :meth:`predicted_basis`).
+        """
         device = self.log_basis.device
         y = ys.to(device=device, dtype=torch.float32)
         x = xs.to(device=device, dtype=torch.float32)
-        basis = self.fixed_basis()  # [n, 2]
-        e = basis[:, 0] * x[None, :, None] + basis[:, 1] * y[:, None, None]  # [h, w, n]
+        fixed = self.fixed_basis()  # [n, 2]
+        e = fixed[:, 0] * x[None, :, None] + fixed[:, 1] * y[:, None, None]  # [h, w, n]
         e = e.unsqueeze(0)  # [1, h, w, n]
         if self.affine is not None:
-            if w is None:
+            if basis is None and w is None:
                 raise ValueError("a predicted coordinate basis needs w")
-            p = self.affine(w).view(w.shape[0], self.cfg.predicted, 3)  # [B, n, 3]
+            p = self.predicted_basis(w) if basis is None else basis  # [B, n, 3]
             bx = p[:, None, None, :, 0] * self.cfg.gaussian_std
             by = p[:, None, None, :, 1] * self.cfg.gaussian_std
             ep = bx * x[None, None, :, None] + by * y[None, :, None, None] + p[:, None, None, :, 2]  # [B, h, w, n]
-            e = torch.cat([e.expand(w.shape[0], -1, -1, -1), ep], dim=3)
+            e = torch.cat([e.expand(p.shape[0], -1, -1, -1), ep], dim=3)
         feats = [e.sin(), e.cos()]
         if self.const is not None:
             iy, ix = self.const_indices(ys, xs)

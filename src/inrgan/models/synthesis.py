@@ -107,6 +107,12 @@ class INRLayer:
 class BlockINR:
     layers: list[INRLayer]
     torgb: INRLayer
+    basis: Tensor | None = None  # a level's first block: its predicted coordinate basis [B, n, 3], if any
+
+    def tensors(self) -> list[Tensor]:
+        layers = [*self.layers, self.torgb]
+        return [t for layer in layers for t in (layer.weight, layer.bias, layer.emb_weight) if t is not None] + (
+            [self.basis] if self.basis is not None else [])
 
 
 def _upsample_maps(p: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int, mode: str) -> Tensor:
@@ -333,7 +339,33 @@ class SynthesisNetwork(nn.Module):
             else:
                 layers.append(INRLayer(*layer.inr_params(w, gain=LRELU_GAIN)))
         rgb_weight, rgb_bias = block.torgb.inr_params(block_ws[block.num_conv])
-        return BlockINR(layers, INRLayer((rgb_weight * LRELU_GAIN).contiguous(), rgb_bias))
+        basis = None
+        if block.level is not None and self.embeddings[block.level].depends_on_w:
+            basis = self.embeddings[block.level].predicted_basis(block_ws[0])
+        return BlockINR(layers, INRLayer((rgb_weight * LRELU_GAIN).contiguous(), rgb_bias), basis)
+
+    def block_inr_from_weights(self, i: int, layers: list[tuple[Tensor, Tensor]], torgb: tuple[Tensor, Tensor],
+                               basis: Tensor | None = None) -> BlockINR:
+        """Block ``i``'s INR parameters from plain per-sample weights, as :meth:`block_inr` makes them.
+
+        Args:
+            layers: (weight [B, c_out, c_in], bias [B or 1, c_out]) of every FMM layer, demodulated as the
+                layers compute them (no gains folded in).
+            torgb: the ToRGB's (weight [B, img_channels, C], bias [B or 1, img_channels]).
+            basis: the predicted coordinate basis [B, n, 3] where the block starts a level that has one.
+        """
+        block = self.blocks[i]
+        out = []
+        for k, (layer, (weight, bias)) in enumerate(zip(block.layers(), layers, strict=True)):
+            if k == 0 and block.level is not None:
+                n_x = block.in_channels
+                x_part = (weight[:, :, :n_x] * LRELU_GAIN).contiguous() if n_x else None
+                out.append(INRLayer(x_part, bias, emb_weight=weight[:, :, n_x:].contiguous()))
+            elif layer.instance_norm:
+                out.append(INRLayer(weight.contiguous(), bias, normalize=True))
+            else:
+                out.append(INRLayer((weight * LRELU_GAIN).contiguous(), bias))
+        return BlockINR(out, INRLayer((torgb[0] * LRELU_GAIN).contiguous(), torgb[1]), basis)
 
     def _chunk_pixels(self, device: torch.device, track: bool) -> int | None:
         """Cells per inference chunk, or None for whole levels."""
@@ -345,17 +377,22 @@ class SynthesisNetwork(nn.Module):
             return None
         return int(chunk)
 
-    def render_window_fast(self, ws: Tensor, grid: RenderGrid, params: list[BlockINR] | None = None) -> Tensor:
-        """Equal to :meth:`render_window` up to rounding; ``params`` from :meth:`inr_params` (computed if None)."""
+    def render_window_fast(self, ws: Tensor | None, grid: RenderGrid, params: list[BlockINR] | None = None) -> Tensor:
+        """Equal to :meth:`render_window` up to rounding.
+
+        ``params`` are the INR parameters (from :meth:`inr_params`, or :meth:`block_inr_from_weights` for given
+        weights); without them they are computed from ``ws``, which is not needed otherwise.
+        """
         cfg = self.cfg
         if cfg.upsampling == "bilinear" and (grid.rows is not None or grid.cols is not None):
             raise ValueError("bilinear upsampling mixes neighbouring cells: windows need nearest upsampling")
         if params is None:
             params = self.inr_params(ws)
-        track = torch.is_grad_enabled() and (ws.requires_grad or any(p.requires_grad for p in self.parameters()))
+        track = torch.is_grad_enabled() and (any(t.requires_grad for b in params for t in b.tensors())
+                                             or any(p.requires_grad for p in self.parameters()))
         factors = self.level_factors(grid)
-        chunk = self._chunk_pixels(ws.device, track)
-        batch = ws.shape[0]
+        batch, device = params[0].torgb.weight.shape[0], params[0].torgb.weight.device
+        chunk = self._chunk_pixels(device, track)
         coarse = img = None  # the previous level's product for the next layer [B, h', w', c], image [B, h', w', img_c]
         prev_factor = up = 1
         crop_y = crop_x = 0
@@ -373,15 +410,14 @@ class SynthesisNetwork(nn.Module):
                     img = _upsample_maps(img, up, crop_y, crop_x, h, w, cfg.upsampling)
                     up, crop_y, crop_x = 1, 0, 0
             nxt = self.level_blocks[level + 1][0] if level + 1 < len(self.level_blocks) else None  # its first layer
-            level_w = ws[:, self.block_w_idx[block_ids[0]]]
             embedding = self.embeddings[level]
-            embed = embedding.forward_channels_last
+            embed = functools.partial(embedding.forward_channels_last, basis=params[block_ids[0]].basis)
             whole = None  # the level's features [1, h, w, C_emb] when kept between calls
             if not (track or embedding.depends_on_w or torch.is_grad_enabled() or torch.compiler.is_compiling()):
                 whole = embedding.cached_channels_last((grid.height, grid.width, grid.bbox, grid.frame, f, ya, yb, xa, xb),
                                                        ys, xs)
             if chunk is None:
-                img, coarse = self._level_chunk(block_ids, params, embed(ys, xs, level_w) if whole is None else whole,
+                img, coarse = self._level_chunk(block_ids, params, embed(ys, xs) if whole is None else whole,
                                                 (coarse, up, crop_y, crop_x), img,
                                                 None if nxt is None else params[nxt].layers[0], not track)
                 prev_factor = f
@@ -392,7 +428,7 @@ class SynthesisNetwork(nn.Module):
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
                 # [1 or B, rows, w, C_emb], shared by the samples
-                emb = embed(ys[r0:r1], xs, level_w) if whole is None else whole[:, r0:r1]
+                emb = embed(ys[r0:r1], xs) if whole is None else whole[:, r0:r1]
                 p, cy = _rows_of(coarse, r0, r1, up, crop_y)
                 q, _ = _rows_of(img, r0, r1, up, crop_y)
                 img_c, coarse_c = self._level_chunk(block_ids, params, emb, (p, up, cy, crop_x), q,

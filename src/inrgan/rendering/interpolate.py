@@ -9,8 +9,8 @@ here, per sample, is what the INR actually computes with:
 - every ToRGB's modulated weight [img_channels, C] and bias;
 - the per-sample Fourier basis (vectors and phases), where a preset predicts one from w.
 
-Rendering from such parameters (:func:`render_inr`) walks the synthesis network exactly like
-``SynthesisNetwork.render_window`` does, so at the endpoints it equals the ordinary render.
+Rendering from such parameters (:func:`render_inr`) hands them to the synthesis network's own renderer
+(``SynthesisNetwork.render_window_fast``), so at the endpoints it equals the ordinary render.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..models.coords import CoordEmbedding, RenderGrid, sample_const
-from ..models.fmm import FMMLayer, fmm_linear, fmm_weight
-from ..models.layers import lrelu_gain
-from ..models.synthesis import SynthesisNetwork, upsample_cells
+from ..models.coords import RenderGrid
+from ..models.fmm import FMMLayer, fmm_weight
+from ..models.synthesis import BlockINR, SynthesisNetwork
 
 SPACES = ("z", "w", "inr")
 INRParams = dict[str, Tensor]  # parameter name -> per-sample tensor [B, ...]
@@ -83,8 +82,7 @@ def inr_parameters(synthesis: SynthesisNetwork, ws: Tensor) -> INRParams:
         if block.level is not None:
             emb = synthesis.embeddings[block.level]
             if emb.affine is not None:
-                basis = emb.affine(block_ws[:, 0]).view(batch, emb.cfg.predicted, 3)  # [B, n, (x, y, phase)]
-                params[f"embeddings.{block.level}.basis"] = basis
+                params[f"embeddings.{block.level}.basis"] = emb.predicted_basis(block_ws[:, 0])  # [B, n, 3]
         for (name, layer), w in zip(_block_layers(i, block), block_ws.unbind(1), strict=False):
             styles = layer.affine(w)  # [B, n_styles]
             n_mod = (layer.in_channels + layer.out_channels) * layer.rank
@@ -111,63 +109,15 @@ def select(params: INRParams, index) -> INRParams:
     return {k: v[index] for k, v in params.items()}
 
 
-def _embed(emb: CoordEmbedding, ys: Tensor, xs: Tensor, basis: Tensor | None, batch: int) -> Tensor:
-    """Coordinate features at the cells, with the per-sample basis given instead of predicted from w."""
-    if basis is None:
-        return emb(ys, xs).expand(batch, -1, -1, -1)
-    device = emb.log_basis.device
-    y = ys.to(device=device, dtype=torch.float32)
-    x = xs.to(device=device, dtype=torch.float32)
-    fixed = emb.fixed_basis()  # [n, 2]
-    e = fixed[:, 0, None, None] * x[None, None, :] + fixed[:, 1, None, None] * y[None, :, None]  # [n, h, w]
-    std = emb.cfg.gaussian_std
-    bx, by, phase = (basis[:, :, k, None, None] for k in range(3))  # [B, n_pred, 1, 1] each
-    ep = bx * std * x[None, None, None, :] + by * std * y[None, None, :, None] + phase  # [B, n_pred, h, w]
-    e = torch.cat([e.unsqueeze(0).expand(batch, -1, -1, -1), ep], dim=1)
-    feats = [e.sin(), e.cos()]
-    if emb.const is not None:
-        iy, ix = emb.const_indices(ys, xs)
-        c = sample_const(emb.const, iy.to(device), ix.to(device), emb.const_padding)  # [C, h, w]
-        feats.append(c.unsqueeze(0).expand(batch, -1, -1, -1))
-    return torch.cat(feats, dim=1)
-
-
-def _render_params_window(synthesis: SynthesisNetwork, params: INRParams, grid: RenderGrid) -> Tensor:
-    cfg = synthesis.cfg
-    if cfg.upsampling == "bilinear" and (grid.rows is not None or grid.cols is not None):
-        raise ValueError("bilinear upsampling mixes neighbouring cells: windows need nearest upsampling")
-    batch = params["blocks.0.torgb.weight"].shape[0]
-    factors = synthesis.level_factors(grid)
-    x = img = None
-    prev_factor = None
+def _block_inrs(synthesis: SynthesisNetwork, params: INRParams) -> list[BlockINR]:
+    """The INR parameters as the synthesis network's fast renderer takes them (gains folded in)."""
+    blocks = []
     for i, block in enumerate(synthesis.blocks):
-        if block.level is not None:
-            f = factors[block.level]
-            (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
-            if x is not None:
-                up = prev_factor // f
-                (pya, _), (pxa, _) = grid.cell_span(prev_factor, "y"), grid.cell_span(prev_factor, "x")
-                crop = (ya - pya * up, xa - pxa * up, yb - ya, xb - xa)
-                x = upsample_cells(x, up, *crop, cfg.upsampling)
-                img = upsample_cells(img, up, *crop, cfg.upsampling)
-            emb = _embed(synthesis.embeddings[block.level], grid.cell_coords(f, "y"), grid.cell_coords(f, "x"),
-                         params.get(f"embeddings.{block.level}.basis"), batch)
-            emb = emb.to(params["blocks.0.torgb.weight"].dtype)  # [B, C_emb, h, w]
-            x = emb if x is None else torch.cat([x, emb], dim=1)
-            prev_factor = f
-        for name, layer in _block_layers(i, block):
-            if layer.instance_norm:
-                x = x / (x.std(dim=(2, 3), keepdim=True) + 1e-8)
-            x = fmm_linear(x, params[f"{name}.weight"])
-            x = lrelu_gain(x + params[f"{name}.bias"].to(x.dtype)[:, :, None, None])
-        rgb = fmm_linear(x, params[f"blocks.{i}.torgb.weight"])
-        rgb = rgb + params[f"blocks.{i}.torgb.bias"].to(x.dtype)[:, :, None, None]
-        img = rgb if img is None else img + rgb
-    f = prev_factor
-    (ya, _), (xa, _) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
-    (r0, r1), (c0, c1) = grid.row_span, grid.col_span
-    img = upsample_cells(img, f, r0 - ya * f, c0 - xa * f, r1 - r0, c1 - c0, cfg.upsampling)
-    return torch.tanh(img) if cfg.final_tanh else img
+        layers = [(params[f"{name}.weight"], params[f"{name}.bias"]) for name, _ in _block_layers(i, block)]
+        torgb = (params[f"blocks.{i}.torgb.weight"], params[f"blocks.{i}.torgb.bias"])
+        basis = params.get(f"embeddings.{block.level}.basis") if block.level is not None else None
+        blocks.append(synthesis.block_inr_from_weights(i, layers, torgb, basis))
+    return blocks
 
 
 def render_inr(
@@ -189,8 +139,9 @@ def render_inr(
         [B, img_channels, H, W].
     """
     grid = synthesis.make_grid(height, width, bbox)
+    blocks = _block_inrs(synthesis, params)
     if tile is None:
-        return _render_params_window(synthesis, params, grid)
+        return synthesis.render_window_fast(None, grid, blocks)
     if tile < 1:
         raise ValueError(f"tile must be positive, got {tile}")
     if synthesis.cfg.upsampling != "nearest" or synthesis.cfg.instance_norm:
@@ -201,7 +152,7 @@ def render_inr(
         for c0 in range(0, grid.width, tile):
             r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
             window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
-            out[:, :, r0:r1, c0:c1] = _render_params_window(synthesis, params, window)
+            out[:, :, r0:r1, c0:c1] = synthesis.render_window_fast(None, window, blocks)
     return out
 
 
