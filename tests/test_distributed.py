@@ -25,6 +25,8 @@ from PIL import Image
 
 from inrgan import Discriminator, Generator, get_preset
 from inrgan.config import ConfigError
+from inrgan.metrics.evaluate import generated_features
+from inrgan.metrics.extractors import FeatureExtractor
 from inrgan.training.checkpoint import load_training_state
 from inrgan.training.distributed import init_distributed
 from inrgan.training.loop import RunOptions, StreamBatchSampler, make_optimizers, train, training_step
@@ -137,6 +139,24 @@ def _step_inputs():
     return G, D, G_opt, D_opt, real, z, t
 
 
+class _TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+
+    def features(self, x):
+        return self.conv(x).mean(dim=(2, 3))  # [B, 8]
+
+
+def _generated_features(dist=None):
+    """Features of 7 generated images (uneven over 2 ranks), with a small seeded generator and extractor."""
+    torch.manual_seed(3)
+    G = Generator(get_preset("cpu-32", 16, 1).G).eval()
+    extractor = FeatureExtractor(_TinyNet(), "tiny", 8, 16, mean=127.5, std=127.5, antialias=True,
+                                 weights_sha256=None)
+    return generated_features(G, extractor, 7, 16, 1.0, seed=5, batch_size=3, progress=False, dist=dist)
+
+
 def _grads(G, D) -> dict[str, torch.Tensor]:
     """What the step leaves in .grad: G's from Gmain, D's from Dreg (R1), both averaged over ranks."""
     return {f"{net}.{k}": p.grad for net, m in (("G", G), ("D", D)) for k, p in m.named_parameters()
@@ -151,6 +171,7 @@ def _rank_program(out: Path, data: str) -> None:
     shard = slice(dist.rank, None, dist.world_size)
     stats = training_step(G, D, G_opt, D_opt, real[shard], (z[0, shard], z[1, shard]), True, t, dist=dist)
     features = dist.all_gather(torch.full((dist.rank + 1, 3), float(dist.rank)))  # 1 row on rank 0, 2 on rank 1
+    gen_features = torch.from_numpy(_generated_features(dist))
     try:  # train() joins the caller's process group and checks the batch against it
         train(out / "odd", RunOptions(data=data, preset="cpu-32", resolution=16, device="cpu", progress=False),
               overrides=dict(TINY, batch=7, kimg=0.008), log=lambda *_: None)
@@ -158,7 +179,7 @@ def _rank_program(out: Path, data: str) -> None:
     except ConfigError as e:
         batch_error = str(e)
     torch.save({"G": G.state_dict(), "D": D.state_dict(), "grads": _grads(G, D), "stats": stats,
-                "features": features, "batch_error": batch_error}, out / f"rank{dist.rank}.pt")
+                "features": features, "gen_features": gen_features, "batch_error": batch_error}, out / f"rank{dist.rank}.pt")
     dist.shutdown()
 
 
@@ -179,6 +200,11 @@ def test_training_step_on_two_ranks_matches_one_process(tmp_path, tiny_data, one
     for k, v in stats.items():
         assert ranks[0]["stats"][k] == ranks[1]["stats"][k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
     torch.testing.assert_close(ranks[0]["features"], torch.tensor([[0.0] * 3, [1.0] * 3, [1.0] * 3]))
+    # Metrics: each rank embeds every other generated image; both get all 7, in latent order, as one process.
+    one_process = torch.from_numpy(_generated_features())
+    assert one_process.shape == (7, 8) and one_process.std(dim=0).min() > 0
+    for r in ranks:
+        torch.testing.assert_close(r["gen_features"], one_process, rtol=1e-5, atol=1e-6)
     assert all("batch 7 cannot be split over 2 ranks" in r["batch_error"] for r in ranks)
 
 
@@ -233,7 +259,8 @@ def test_a_two_rank_run_resumes_in_one_process(tmp_path, two_rank_run, one_proce
     # input within rounding of zero takes the other branch, and Adam's eps 1e-8 turns the tiny gradient
     # change into a full lr-sized step for those weights (measured: ~0.1% of G's weights, ~0.5% of D's move
     # by more than 1e-4, the largest by 7e-3). A resume that lost the optimizer state, the RNG or the
-    # counters would move most weights by ~lr, so most weights still agreeing to 1e-4 is the test.
+    # counters would move most weights by ~lr (dropping the Adam moments from the checkpoint moved 96% of
+    # G's weights by more than 1e-4), so most weights still agreeing to 1e-4 is the test.
     for net in ("G", "D", "G_ema"):
         diffs = torch.cat([(a[net][k].float() - b[net][k].float()).abs().flatten() for k in a[net]])
         assert (diffs > LOOP_ATOL).float().mean() < 0.02, net

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from .extractors import FeatureExtractor, build_extractor
 from .frechet import feature_statistics, frechet_distance
 from .kid import kernel_distance
 from .precision_recall import precision_recall
+
+if TYPE_CHECKING:  # only a type: metrics do not depend on training
+    from ..training.distributed import Distributed
 
 CACHE_ENV = "INRGAN_CACHE_DIR"
 CACHE_VERSION = 1
@@ -103,14 +106,18 @@ def real_batches(dataset: Sequence, indices: Tensor, batch_size: int) -> Iterato
         yield torch.stack([_as_image(dataset[int(i)]) for i in chunk])
 
 
+def generated_latents(z_dim: int, num: int, seed: int) -> Tensor:
+    """The latents of the generated images, [num, z_dim]: one seeded draw, so that the images depend on
+    neither the batch size nor the number of ranks."""
+    return torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
 @torch.no_grad()
-def generated_batches(G: nn.Module, num: int, resolution: int, truncation_psi: float, seed: int,
+def generated_batches(G: nn.Module, z: Tensor, resolution: int, truncation_psi: float,
                       batch_size: int) -> Iterator[Tensor]:
-    """uint8 [B, C, R, R] batches of G's images. All z come from one seeded draw, so the images do not
-    depend on the batch size."""
+    """uint8 [B, C, R, R] batches of G's images for the latents ``z`` [N, z_dim]."""
     param = next(G.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    z = torch.randn(num, G.z_dim, generator=torch.Generator().manual_seed(seed))  # [num, z_dim]
     for chunk in z.split(batch_size):
         img = G(chunk.to(device), truncation_psi=truncation_psi, height=resolution, width=resolution,
                 update_w_avg=False)  # [B, C, R, R] roughly in [-1, 1]
@@ -123,6 +130,32 @@ def embed(extractor: FeatureExtractor, batches: Iterator[Tensor], num_batches: i
     feats = [extractor(batch).cpu() for batch in tqdm(batches, total=num_batches, desc=desc, unit="batch",
                                                      disable=not progress, leave=False)]
     return torch.cat(feats).numpy()
+
+
+def generated_features(G: nn.Module, extractor: FeatureExtractor, num: int, resolution: int,
+                       truncation_psi: float, seed: int, batch_size: int, progress: bool,
+                       dist: Distributed | None = None) -> np.ndarray:
+    """Features [num, D] of ``num`` generated images, in latent order.
+
+    Under several ranks each renders and embeds every ``world_size``-th latent and the features are
+    gathered to every rank: the same features as one process, in the same order, in 1/world_size of the time.
+    """
+    z = generated_latents(G.z_dim, num, seed)  # [num, z_dim]
+    if dist is None or not dist.active:
+        return embed(extractor, generated_batches(G, z, resolution, truncation_psi, batch_size),
+                     math.ceil(num / batch_size), f"generated images ({extractor.name})", progress)
+    mine = torch.arange(dist.rank, num, dist.world_size)  # this rank's latents
+    if len(mine):
+        local = embed(extractor, generated_batches(G, z[mine], resolution, truncation_psi, batch_size),
+                      math.ceil(len(mine) / batch_size), f"generated images ({extractor.name})", progress)
+    else:  # fewer images than ranks
+        local = np.zeros((0, extractor.feature_dim), np.float32)
+    local = torch.from_numpy(local)
+    feats = dist.all_gather(local.to(dist.device)).cpu()  # [num, D], rank after rank
+    order = dist.all_gather(mine.to(dist.device)).cpu()  # the latent index of every gathered row
+    out = torch.empty_like(feats)
+    out[order] = feats
+    return out.numpy()
 
 
 def real_stats_key(fingerprint: str, resolution: int, extractor: FeatureExtractor, num_real: int) -> str:
@@ -202,6 +235,7 @@ def evaluate(
     inception_weights: str | os.PathLike | None = None,
     dataset_fingerprint: str | None = None,
     num_real: int | None = None,
+    dist: Distributed | None = None,
 ) -> list[dict[str, Any]]:
     """Compute ``metrics`` for generator ``G`` against ``dataset``; one JSON-able record per metric.
 
@@ -221,6 +255,9 @@ def evaluate(
         dataset_fingerprint: identifies the real data in the cache key; default ``dataset.fingerprint()``
             when it exists, else the cache is not used.
         num_real: override the number of real images of every metric.
+        dist: under several ranks (``inrgan.training.distributed``), every rank must call this: each
+            renders and embeds its share of the generated images; rank 0 then computes the real
+            statistics and the metrics and returns the records, the other ranks return [].
 
     Returns:
         One record per metric: ``{"metric", "value", "results", "comparable_to_published", "protocol",
@@ -243,8 +280,9 @@ def evaluate(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
     num_gen = max(s.num_gen for s in specs)
-    fake = embed(extractor, generated_batches(G, num_gen, resolution, truncation_psi, seed, batch_size),
-                 math.ceil(num_gen / batch_size), f"generated images ({extractor.name})", progress)
+    fake = generated_features(G, extractor, num_gen, resolution, truncation_psi, seed, batch_size, progress, dist)
+    if dist is not None and not dist.is_main:
+        return []
 
     real: dict[int, tuple[dict[str, np.ndarray], str]] = {}
     for n in sorted({s.num_real(len(dataset), num_real) for s in specs}):

@@ -431,9 +431,11 @@ def _train(
             save_grid(fakes, run_dir / "samples" / f"fakes{cur_nimg // 1000:06d}.png")
             if done or cur_tick % t.snapshot_ticks == 0:
                 snapshot()
-            if options.metrics and (done or _metrics_due(options, cur_nimg, tick_start_nimg)):
-                _evaluate(G_ema, dataset, options, run_dir, cur_nimg, device, log)
-        dist.wait_for_main("rank 0 to write the tick's stats, samples, checkpoint and metrics")
+        dist.wait_for_main("rank 0 to write the tick's stats, samples and checkpoint")
+        if options.metrics and (done or _metrics_due(options, cur_nimg, tick_start_nimg)):
+            # Every rank renders and embeds its share of the generated images; rank 0 does the rest.
+            _evaluate(G_ema, dataset, options, run_dir, cur_nimg, device, log, dist)
+            dist.wait_for_main("rank 0 to compute the metrics")
         accum = {}
         tick_start_nimg, tick_start_time = cur_nimg, time.time()
 
@@ -454,11 +456,14 @@ def _metrics_due(options: RunOptions, cur_nimg: int, tick_start_nimg: int) -> bo
     return step > 0 and cur_nimg // step > tick_start_nimg // step
 
 
-def _evaluate(G_ema, dataset, options: RunOptions, run_dir: Path, cur_nimg: int, device, log) -> None:
+def _evaluate(G_ema, dataset, options: RunOptions, run_dir: Path, cur_nimg: int, device, log,
+              dist: Distributed) -> None:
     from ..metrics import evaluate
 
     records = evaluate(G_ema, dataset, options.metrics, features=options.features, device=device,
-                       progress=False)
+                       progress=False, dist=dist)
+    if not dist.is_main:
+        return
     with open(run_dir / "metrics.jsonl", "a") as f:
         for r in records:
             f.write(json.dumps({"kimg": cur_nimg / 1000, **r}) + "\n")
