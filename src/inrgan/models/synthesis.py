@@ -23,6 +23,7 @@ product with the bias fused in) and uses three exact rewrites:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -254,24 +255,29 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws must have shape [B, {self.num_ws}, {self.cfg.w_dim}], got {list(ws.shape)}")
         if grid is None:
             grid = self.make_grid(height, width, bbox)
-        params = self.inr_params(ws) if self.fast else None
+        params = self.inr_params(ws) if self.fast else None  # once for all tiles
+        if self.fast:
+            return self.render_tiled(grid, tile, lambda window: self.render_window_fast(ws, window, params))
+        return self.render_tiled(grid, tile, lambda window: self.render_window(ws, window))
+
+    def render_tiled(self, grid: RenderGrid, tile: int | None, render_window: Callable[[RenderGrid], Tensor]) -> Tensor:
+        """``render_window(grid)`` [B, C, H, W], or assembled from ``tile`` x ``tile`` windows of the grid."""
         if tile is None:
-            return self._render(ws, grid, params)
+            return render_window(grid)
         if tile < 1:
             raise ValueError(f"tile must be positive, got {tile}")
         if self.cfg.upsampling != "nearest" or self.cfg.instance_norm:
             raise ValueError("tiled rendering needs pixel-independent models (nearest upsampling, no spatial "
                              "std normalisation); render the -bil variant whole")
-        out = ws.new_empty(ws.shape[0], self.cfg.img_channels, grid.height, grid.width)
+        out = None
         for r0 in range(0, grid.height, tile):
             for c0 in range(0, grid.width, tile):
                 r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
-                window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
-                out[:, :, r0:r1, c0:c1] = self._render(ws, window, params)
+                part = render_window(RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1)))
+                if out is None:
+                    out = part.new_empty(part.shape[0], part.shape[1], grid.height, grid.width)
+                out[:, :, r0:r1, c0:c1] = part
         return out
-
-    def _render(self, ws: Tensor, grid: RenderGrid, params: list[BlockINR] | None) -> Tensor:
-        return self.render_window_fast(ws, grid, params) if self.fast else self.render_window(ws, grid)
 
     def render_window(self, ws: Tensor, grid: RenderGrid) -> Tensor:
         cfg = self.cfg

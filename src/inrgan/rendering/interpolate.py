@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..models.coords import RenderGrid
 from ..models.fmm import FMMLayer, fmm_weight
 from ..models.synthesis import BlockINR, SynthesisNetwork
 
@@ -140,20 +139,7 @@ def render_inr(
     """
     grid = synthesis.make_grid(height, width, bbox)
     blocks = _block_inrs(synthesis, params)
-    if tile is None:
-        return synthesis.render_window_fast(None, grid, blocks)
-    if tile < 1:
-        raise ValueError(f"tile must be positive, got {tile}")
-    if synthesis.cfg.upsampling != "nearest" or synthesis.cfg.instance_norm:
-        raise ValueError("tiled rendering needs pixel-independent models; render the -bil variant whole")
-    ref = params["blocks.0.torgb.weight"]
-    out = ref.new_empty(ref.shape[0], synthesis.cfg.img_channels, grid.height, grid.width)
-    for r0 in range(0, grid.height, tile):
-        for c0 in range(0, grid.width, tile):
-            r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
-            window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
-            out[:, :, r0:r1, c0:c1] = synthesis.render_window_fast(None, window, blocks)
-    return out
+    return synthesis.render_tiled(grid, tile, lambda window: synthesis.render_window_fast(None, window, blocks))
 
 
 # ----------------------------------------------------------------------------------------------
