@@ -266,9 +266,10 @@ def _reference_tree(env: types.SimpleNamespace, G: Generator, upsampling: str | 
     )
 
 
-def _small_config(name: str):
-    """A release-style generator at 64^2 with narrow layers: every feature of the variant, fast on a CPU."""
-    preset = get_preset(name, resolution=64).G
+def _narrow_release_config(name: str, resolution: int, **overrides):
+    """A release-style generator with narrow layers and an extra layer at the top resolution (except
+    noextra): every feature of the variant, fast on a CPU."""
+    preset = get_preset(name, resolution=resolution).G
     return dataclasses.replace(
         preset,
         z_dim=32,
@@ -276,12 +277,18 @@ def _small_config(name: str):
         channel_base=512,
         channel_max=32,
         fmm_rank=4,
-        extra_layers=(64,) if name != "inr-gan-noextra" else (),
+        extra_layers=(resolution,) if name != "inr-gan-noextra" else (),
         levels=(
             LevelConfig(log_diagonals=True, const=4),
             LevelConfig(log_diagonals=False, gaussian=4, const=4),
         ),
+        **overrides,
     )
+
+
+def _small_config(name: str):
+    """The release-style generator at 64^2."""
+    return _narrow_release_config(name, 64)
 
 
 def _random_generator(cfg) -> Generator:
@@ -297,21 +304,7 @@ def _random_generator(cfg) -> Generator:
 
 def golden_config(name: str):
     """The 32^2 release-style generator (first grid 16) whose reference outputs are stored in tests/data."""
-    preset = get_preset(name, resolution=32).G
-    return dataclasses.replace(
-        preset,
-        z_dim=32,
-        w_dim=32,
-        channel_base=512,
-        channel_max=32,
-        fmm_rank=4,
-        first_grid=16,
-        extra_layers=(32,) if name != "inr-gan-noextra" else (),
-        levels=(
-            LevelConfig(log_diagonals=True, const=4),
-            LevelConfig(log_diagonals=False, gaussian=4, const=4),
-        ),
-    )
+    return _narrow_release_config(name, 32, first_grid=16)
 
 
 def golden_tensor(name: str, shape: tuple[int, ...]) -> torch.Tensor:
