@@ -419,7 +419,7 @@ class SynthesisNetwork(nn.Module):
             embedding = self.embeddings[level]
             embed = functools.partial(embedding.forward_channels_last, basis=params[block_ids[0]].basis)
             whole = None  # the level's features [1, h, w, C_emb] when kept between calls
-            if not (track or embedding.depends_on_w or torch.is_grad_enabled() or torch.compiler.is_compiling()):
+            if not (embedding.depends_on_w or torch.is_grad_enabled() or torch.compiler.is_compiling()):
                 whole = embedding.cached_channels_last((grid.height, grid.width, grid.bbox, grid.frame, f, ya, yb, xa, xb),
                                                        ys, xs)
             if chunk is None:
