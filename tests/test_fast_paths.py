@@ -382,3 +382,23 @@ def test_the_measuring_subprocess_answers_a_bad_spec_with_its_message(capsys):
     spec = dict(dataclasses.asdict(BenchSpec(preset="cpu-32")), batch=-1)
     assert inrgan.bench._subprocess_main(["forward", json.dumps(spec)]) == inrgan.bench.USAGE_ERROR
     assert capsys.readouterr().err.strip().splitlines()[-1] == "batch must be at least 1, got -1"
+
+
+def test_compiled_training_takes_the_plain_path(monkeypatch):
+    # Under torch.compile with autograd the synthesis network renders with the plain layers (inductor's CPU
+    # backward of the fast path corrupted memory); compiled inference keeps the fast path.
+    G = _generator("cpu-32", 16)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    with torch.no_grad():
+        ref = _render(G, ws, fast=False)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    calls = []
+    fast_render = synthesis.SynthesisNetwork.render_window_fast
+    monkeypatch.setattr(synthesis.SynthesisNetwork, "render_window_fast",
+                        lambda self, *a, **k: calls.append(1) or fast_render(self, *a, **k))
+    out = G.synthesis(ws)  # autograd on, "compiling"
+    assert calls == [] and out.requires_grad
+    _close(out.detach(), ref, tol=0)
+    with torch.no_grad():
+        G.synthesis(ws)
+    assert calls == [1]

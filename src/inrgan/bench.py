@@ -279,7 +279,7 @@ def bench_train(spec: BenchSpec) -> dict[str, Any]:
         gen_z = torch.randn(2, spec.batch, G.z_dim, device=device, generator=gen)
         with _autocast(device, amp):
             training_step(Gc, Dc, G_opt, D_opt, real, (gen_z[0], gen_z[1]), state["i"] % t.r1_interval == 0, t,
-                          mixed_precision=t.mixed_precision and device.type == "cuda")
+                          mixed_precision=t.mixed_precision and device.type == "cuda", D_reg=D)
         update_ema(G_ema, G, 0.999)
         state["i"] += 1
 

@@ -255,8 +255,10 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws must have shape [B, {self.num_ws}, {self.cfg.w_dim}], got {list(ws.shape)}")
         if grid is None:
             grid = self.make_grid(height, width, bbox)
-        params = self.inr_params(ws) if self.fast else None  # once for all tiles
-        if self.fast:
+        # Compiled training takes the plain path: inductor's CPU code for the fast path's backward corrupted
+        # memory (torch 2.13), while it compiles the plain layers' backward correctly and fuses them itself.
+        if self.fast and not (torch.compiler.is_compiling() and torch.is_grad_enabled()):
+            params = self.inr_params(ws)  # once for all tiles
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(ws, window, params))
         return self.render_tiled(grid, tile, lambda window: self.render_window(ws, window))
 

@@ -157,6 +157,7 @@ def training_step(
     cur_nimg: int = 0,
     mixed_precision: bool = False,
     dist: Distributed | None = None,
+    D_reg: nn.Module | None = None,
 ) -> dict[str, float]:
     """One iteration: Gmain, Dmain and (every ``r1_interval`` steps) Dreg.
 
@@ -166,6 +167,8 @@ def training_step(
         do_r1: whether this iteration runs the lazy R1 phase.
         dist: under torchrun, this rank's place in the run: ``real`` and ``gen_z`` are then this rank's
             shard of the global batch, and every phase's gradients are averaged over the ranks.
+        D_reg: the discriminator for the R1 phase, default ``D``; it must share D's parameters. R1
+            differentiates twice, which a ``torch.compile``d D cannot: pass the eager module there.
 
     Returns the phase losses as floats (means over the ranks).
     """
@@ -202,7 +205,7 @@ def training_step(
     # Dreg: lazy R1 on the reals, weighted by the interval.
     if do_r1 and t.r1_gamma > 0:
         real_req = real.detach().requires_grad_(True)
-        real_logits = D(real_req, mixed_precision=mixed_precision)
+        real_logits = (D if D_reg is None else D_reg)(real_req, mixed_precision=mixed_precision)
         loss_r1 = d_r1_loss(real_logits, real_req, t.r1_gamma, t.r1_interval)
         (stats["loss_r1"],) = dist.mean(loss_r1)
         _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
