@@ -12,7 +12,6 @@ Two networks, both implemented in this package and loaded from local files only:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..io import sha256_file
 from . import efficientnet_lite, inception
 
 INCEPTION_ENV = "INRGAN_INCEPTION_WEIGHTS"
@@ -39,14 +39,6 @@ EXTRACTORS = ("inception", "effnet-lite0")
 
 class ExtractorError(RuntimeError):
     """An extractor cannot be built: weights missing, corrupt or of the wrong network."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FeatureExtractor(nn.Module):

@@ -13,7 +13,6 @@ tensors left unfilled.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import re
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, GeneratorConfig, LevelConfig, get_preset
+from ..io import sha256_file
 from ..models.generator import Generator
 from .unpickle import ModuleRecord, OfficialPickleError, load_reference_pickle
 
@@ -452,15 +452,6 @@ class ImportResult:
     out_dir: Path | None = None
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def select_network(data: Any, network: str = "G_ema", source: str = "pickle") -> ModuleRecord:
     """The named generator record of an unpickled reference file; a clear error if there is none."""
     if isinstance(data, ModuleRecord) and data.class_name == "Generator":
@@ -504,7 +495,7 @@ def import_official(
     metadata = {
         "imported_from": {
             "file": path.name,
-            "sha256": file_sha256(path),
+            "sha256": sha256_file(path),
             "network": network,
             "variant": variant.to_dict(),
             "tensors_mapped": len(plan.moves),
