@@ -33,6 +33,12 @@ def affine_styles(affine: EqualLinear, w: Tensor) -> Tensor:
     return torch.addmm(bias, affine.weight, w.t(), alpha=affine.weight_gain).t().contiguous()  # [B, n]
 
 
+def fmm_factors(styles: Tensor, c_out: int, c_in: int, rank: int) -> tuple[Tensor, Tensor]:
+    """The low-rank factors in the styles [B, (c_out + c_in) * r]: A [B, c_out, r] (first) and B [B, r, c_in]."""
+    batch = styles.shape[0]
+    return styles[:, : c_out * rank].reshape(batch, c_out, rank), styles[:, c_out * rank :].reshape(batch, rank, c_in)
+
+
 def fmm_weight(
     weight: Tensor,
     styles: Tensor,
@@ -53,12 +59,10 @@ def fmm_weight(
         W: [B, c_out, c_in].
     """
     c_out, c_in = weight.shape
-    batch = styles.shape[0]
     if styles.shape[1] != (c_out + c_in) * rank:
         raise ValueError(f"styles have {styles.shape[1]} entries, expected (c_out + c_in) * rank = "
                          f"{(c_out + c_in) * rank}")
-    a = styles[:, : c_out * rank].reshape(batch, c_out, rank)  # [B, c_out, r]
-    b = styles[:, c_out * rank :].reshape(batch, rank, c_in)  # [B, r, c_in]
+    a, b = fmm_factors(styles, c_out, c_in, rank)  # [B, c_out, r], [B, r, c_in]
     m = torch.bmm(a, b) / math.sqrt(rank)  # [B, c_out, c_in], unit variance for unit styles
     if modulation == "linear":
         scale = 1.0 + m
@@ -86,9 +90,7 @@ def fmm_weight_fast(
     if modulation != "linear":
         return fmm_weight(weight, styles, rank, modulation, demodulate) * gain
     c_out, c_in = weight.shape
-    batch = styles.shape[0]
-    a = styles[:, : c_out * rank].reshape(batch, c_out, rank)  # [B, c_out, r]
-    b = styles[:, c_out * rank :].reshape(batch, rank, c_in)  # [B, r, c_in]
+    a, b = fmm_factors(styles, c_out, c_in, rank)  # [B, c_out, r], [B, r, c_in]
     w = torch.bmm(a, b)  # [B, c_out, c_in]
     if torch.is_grad_enabled() and (styles.requires_grad or weight.requires_grad):
         w = torch.addcmul(weight, w, weight, value=1 / math.sqrt(rank))  # W_s (1 + A B / sqrt r)
@@ -123,9 +125,7 @@ def fmm_weight_split(
         w = fmm_weight_fast(weight, styles, rank, modulation, demodulate)
         return (w[:, :, :split] * gains[0]).contiguous(), (w[:, :, split:] * gains[1]).contiguous()
     inplace = not (torch.is_grad_enabled() and (styles.requires_grad or weight.requires_grad))
-    batch = styles.shape[0]
-    a = styles[:, : c_out * rank].reshape(batch, c_out, rank)  # [B, c_out, r]
-    b = styles[:, c_out * rank :].reshape(batch, rank, c_in)  # [B, r, c_in]
+    a, b = fmm_factors(styles, c_out, c_in, rank)  # [B, c_out, r], [B, r, c_in]
     parts = []
     for cols in (slice(0, split), slice(split, c_in)):
         m = torch.bmm(a, b[:, :, cols])  # [B, c_out, n], contiguous
@@ -190,25 +190,25 @@ class FMMLayer(nn.Module):
         bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)  # [B or 1, c_out]
         return lrelu_gain(x + bias.to(x.dtype)[:, :, None, None])
 
-    def inr_params(self, w: Tensor, gain: float = 1.0) -> tuple[Tensor, Tensor]:
-        """The INR parameters predicted from w [B, w_dim]: weight [B, c_out, c_in] (times ``gain``) and bias
-        [B or 1, c_out]."""
+    def _predicted(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """From w [B, w_dim]: the shared weight with its gain, the modulation styles, and the bias [B or 1, c_out]."""
         styles = affine_styles(self.affine, w)  # [B, n_styles]
         n_mod = (self.in_channels + self.out_channels) * self.rank
         shared = self.weight if self.weight_gain == 1 else self.weight * self.weight_gain
-        weight = fmm_weight_fast(shared, styles[:, :n_mod], self.rank, self.modulation, self.demodulate, gain)
         bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)
-        return weight, bias
+        return shared, styles[:, :n_mod], bias
+
+    def inr_params(self, w: Tensor, gain: float = 1.0) -> tuple[Tensor, Tensor]:
+        """The INR parameters predicted from w [B, w_dim]: weight [B, c_out, c_in] (times ``gain``) and bias
+        [B or 1, c_out]."""
+        shared, styles, bias = self._predicted(w)
+        return fmm_weight_fast(shared, styles, self.rank, self.modulation, self.demodulate, gain), bias
 
     def inr_params_split(self, w: Tensor, split: int, gains: tuple[float, float]) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`inr_params` with the weight cut at input channel ``split``: (weight[:, :, :split] * gains[0],
         weight[:, :, split:] * gains[1], bias), both parts contiguous."""
-        styles = affine_styles(self.affine, w)  # [B, n_styles]
-        n_mod = (self.in_channels + self.out_channels) * self.rank
-        shared = self.weight if self.weight_gain == 1 else self.weight * self.weight_gain
-        first, second = fmm_weight_split(shared, styles[:, :n_mod], self.rank, split, gains, self.modulation,
-                                         self.demodulate)
-        bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)
+        shared, styles, bias = self._predicted(w)
+        first, second = fmm_weight_split(shared, styles, self.rank, split, gains, self.modulation, self.demodulate)
         return first, second, bias
 
     def extra_repr(self) -> str:
