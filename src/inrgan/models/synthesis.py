@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import GeneratorConfig
 from .coords import CoordEmbedding, RenderGrid, default_bbox
@@ -263,7 +264,13 @@ class SynthesisNetwork(nn.Module):
         return self.render_tiled(grid, tile, lambda window: self.render_window(ws, window))
 
     def render_tiled(self, grid: RenderGrid, tile: int | None, render_window: Callable[[RenderGrid], Tensor]) -> Tensor:
-        """``render_window(grid)`` [B, C, H, W], or assembled from ``tile`` x ``tile`` windows of the grid."""
+        """``render_window(grid)`` [B, C, H, W], or assembled from ``tile`` x ``tile`` windows of the grid.
+
+        With autograd on, each tile is checkpointed: its activations are dropped after its forward and
+        recomputed, one tile at a time, by the backward pass. Memory then stays bounded by one tile's
+        working set whether or not the render is differentiated (at the price of a second forward per
+        tile in the backward pass).
+        """
         if tile is None:
             return render_window(grid)
         if tile < 1:
@@ -271,11 +278,16 @@ class SynthesisNetwork(nn.Module):
         if self.cfg.upsampling != "nearest" or self.cfg.instance_norm:
             raise ValueError("tiled rendering needs pixel-independent models (nearest upsampling, no spatial "
                              "std normalisation); render the -bil variant whole")
+        recompute = torch.is_grad_enabled() and not torch.compiler.is_compiling()
         out = None
         for r0 in range(0, grid.height, tile):
             for c0 in range(0, grid.width, tile):
                 r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
-                part = render_window(RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1)))
+                window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
+                if recompute:  # the render draws no random numbers: no RNG state to keep
+                    part = checkpoint(render_window, window, use_reentrant=False, preserve_rng_state=False)
+                else:
+                    part = render_window(window)
                 if out is None:
                     out = part.new_empty(part.shape[0], part.shape[1], grid.height, grid.width)
                 out[:, :, r0:r1, c0:c1] = part
