@@ -353,6 +353,28 @@ def test_bench_forward_reports_every_key(monkeypatch):
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["matmul_peak_gflops"])
 
 
+def test_bench_compares_a_render_with_the_full_resolution_side_by_side(monkeypatch):
+    # --compare-full alternates the requested render with the training-resolution one in one process.
+    import inrgan.bench
+
+    peak = inrgan.bench.matmul_peak_gflops
+    monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype: peak(device, dtype, n=256, repeats=1))
+    sizes = []
+    forward = Generator.forward
+    monkeypatch.setattr(Generator, "forward", lambda self, z, **kw: sizes.append((kw["height"], kw["width"]))
+                        or forward(self, z, **kw))
+    spec = BenchSpec(preset="cpu-32", resolution=32, render_height=8, render_width=8, batch=2, repeats=3,
+                     warmup=1, compare_full=True)
+    r = bench_forward(spec)
+    # warm-up and 3 timed calls at 8^2; then one warm-up at 32^2 and 3 rounds of (8^2, 32^2)
+    assert sizes == [(8, 8)] * 4 + [(32, 32)] + [(8, 8), (32, 32)] * 3
+    assert r["full_render"] == [32, 32]
+    assert r["speedup_vs_full"] == pytest.approx(r["full_ms_per_batch"] / r["compare_ms_per_batch"])
+    assert r["full_ms_per_batch"] > 0 and r["compare_ms_per_batch"] > 0
+    with pytest.raises(ValueError, match="--compare-full goes with --mode forward"):
+        BenchSpec(preset="cpu-32", mode="train", compare_full=True)
+
+
 def test_importing_the_bench_touches_no_accelerator():
     import inrgan.bench  # noqa: F401
     import inrgan.cli.bench  # noqa: F401

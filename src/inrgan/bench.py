@@ -49,6 +49,7 @@ class BenchSpec:
     repeats: int = 5  # timed batches (forward) or rounds of r1_interval training steps (train)
     threads: int | None = None  # torch intra-op threads (default: torch's, the physical cores)
     seed: int = 0
+    compare_full: bool = False  # forward: also time the training-resolution render, alternating with this one
 
     def __post_init__(self) -> None:
         from .config import get_preset
@@ -71,6 +72,8 @@ class BenchSpec:
             device = torch.device(self.device)
         except RuntimeError as e:
             raise ValueError(f"unknown device {self.device!r}: {e}") from None
+        if self.compare_full and self.mode != "forward":
+            raise ValueError("--compare-full goes with --mode forward")
         if self.amp != "none" and device.type != "cuda":
             raise ValueError("--amp is for CUDA; the CPU figures are fp32")
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -205,17 +208,18 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
     model = torch.compile(G) if spec.compile else G
     gen = torch.Generator(device=device).manual_seed(spec.seed)
 
-    def step() -> None:
+    def step(height: int = h, width: int = w) -> None:
         z = torch.randn(spec.batch, G.z_dim, device=device, generator=gen)
         with torch.inference_mode(), _autocast(device, amp):
-            model(z, height=h, width=w)
+            model(z, height=height, width=width)
 
     peak_dtype = amp or torch.float32
     peak_before = matmul_peak_gflops(device, peak_dtype)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = time_calls(step, device, spec.warmup, spec.repeats)
-    mem = peak_memory_mb(device)
+    mem = peak_memory_mb(device)  # before any full-resolution render of the comparison
+    compared = _compare_full(spec, step, device, (h, w), preset.G.resolution) if spec.compare_full else {}
     peak = max(peak_before, matmul_peak_gflops(device, peak_dtype))
     best = min(times)
     gmac = sum(c.macs for c in costs) / 1e9
@@ -236,8 +240,23 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
         "executed_fraction_of_peak": 2 * (executed + hyper) * img_per_s / peak,
         "hyper_gmac_per_img": hyper,
         "render": [h, w],
+        **compared,
         **_context(spec, device),
     }
+
+
+def _compare_full(spec: BenchSpec, step: Callable[..., None], device: torch.device, render: tuple[int, int],
+                  resolution: int) -> dict[str, Any]:
+    """The requested render and the training-resolution one, timed side by side: ``repeats`` rounds of one
+    call of each, alternating, so that both see the same machine; the best of each gives the speed-up."""
+    full = (resolution, resolution)
+    time_calls(lambda: step(*full), device, spec.warmup, 0)  # warm the full-resolution path too
+    this, other = [], []
+    for _ in range(spec.repeats):
+        this += time_calls(lambda: step(*render), device, 0, 1)
+        other += time_calls(lambda: step(*full), device, 0, 1)
+    return {"full_render": list(full), "full_ms_per_batch": min(other) * 1000,
+            "compare_ms_per_batch": min(this) * 1000, "speedup_vs_full": min(other) / min(this)}
 
 
 def _training_nets(spec: BenchSpec, preset, device: torch.device):

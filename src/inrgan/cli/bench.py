@@ -9,7 +9,8 @@ import click
 from ..config import PRESETS
 
 KEYS = ("img_per_s", "ms_per_batch", "peak_mem_mb", "gmac_per_img", "gflops", "matmul_peak_gflops",
-        "fraction_of_peak", "executed_gmac_per_img", "executed_fraction_of_peak")
+        "fraction_of_peak", "executed_gmac_per_img", "executed_fraction_of_peak", "full_ms_per_batch",
+        "compare_ms_per_batch", "speedup_vs_full")
 
 
 @click.command()
@@ -32,10 +33,13 @@ KEYS = ("img_per_s", "ms_per_batch", "peak_mem_mb", "gmac_per_img", "gflops", "m
 @click.option("--omp-wait-policy", type=click.Choice(["passive", "active", "inherit"]), default="passive",
               show_default=True, help="OMP_WAIT_POLICY of the measuring process (inherit: leave the environment's).")
 @click.option("--profile", is_flag=True, help="With --mode train: time per phase and the top operators.")
+@click.option("--compare-full", is_flag=True,
+              help="With a render size: also time the training-resolution render in the same process, "
+                   "alternating with this one, and report the speed-up (speedup_vs_full).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(preset: str, resolution: int | None, render_height: int | None, render_width: int | None, batch: int,
             mode: str, device: str, amp: str, compile_: bool, reference: bool, repeats: int, warmup: int,
-            threads: int | None, omp_wait_policy: str, profile: bool, as_json: bool) -> None:
+            threads: int | None, omp_wait_policy: str, profile: bool, compare_full: bool, as_json: bool) -> None:
     """Measure img/s, ms per batch, peak memory, GMAC per image and the fraction of the matmul peak.
 
     The measurement runs in a fresh subprocess (so peak RSS is its own) that also measures the machine's
@@ -49,7 +53,8 @@ def command(preset: str, resolution: int | None, render_height: int | None, rend
     try:
         spec = BenchSpec(preset=preset, resolution=resolution, render_height=render_height,
                          render_width=render_width, batch=batch, mode=mode, device=device, amp=amp,
-                         compile=compile_, reference=reference, warmup=warmup, repeats=repeats, threads=threads)
+                         compile=compile_, reference=reference, warmup=warmup, repeats=repeats, threads=threads,
+                         compare_full=compare_full)
         result = run(spec, "profile" if profile else mode,
                      omp_wait_policy=None if omp_wait_policy == "inherit" else omp_wait_policy)
     except (ConfigError, RuntimeError, ValueError) as e:
