@@ -3,7 +3,8 @@
     python benchmarks/perf_tables.py [--device cpu] [--repeats 5] [--json-dir DIR]
 
 Every row is one ``inrgan bench`` measurement (a fresh subprocess; see ``inrgan.bench``), so each
-figure can also be reproduced alone with the command printed beside it.
+figure can also be reproduced alone with the command printed beside it. The 64^2 rows also time the
+256^2 render side by side in their process (``--compare-full``) and print that speed-up.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from inrgan.bench import BenchSpec, run
 FORWARD_ROWS = [
     ("fast, 256^2", dict()),
     ("reference path, 256^2", dict(reference=True)),
-    ("fast, 64^2 render", dict(render_height=64, render_width=64)),
+    ("fast, 64^2 render", dict(render_height=64, render_width=64, compare_full=True)),
     ("reference path, 64^2 render", dict(reference=True, render_height=64, render_width=64)),
     ("fast, 256^2, batch 16", dict(batch=16)),
-    ("fast, 64^2 render, batch 16", dict(batch=16, render_height=64, render_width=64)),
+    ("fast, 64^2 render, batch 16", dict(batch=16, render_height=64, render_width=64, compare_full=True)),
 ]
 
 
@@ -34,6 +35,8 @@ def command_line(spec: BenchSpec, omp: str | None) -> str:
         parts.append(f"--render-height {spec.render_height} --render-width {spec.render_width}")
     if spec.reference:
         parts.append("--reference")
+    if spec.compare_full:
+        parts.append("--compare-full")
     if omp is None:
         parts.append("--omp-wait-policy inherit")
     return " ".join(parts) + " --json"
@@ -57,6 +60,10 @@ def forward_table(device: str, repeats: int, omp: str | None, json_dir: Path | N
                 json.dumps(r, indent=2))
     for name, (a, b) in {"batch 4": (0, 2), "batch 16": (4, 5), "reference path, batch 4": (1, 3)}.items():
         print(f"\n64^2 render vs 256^2, {name}: {results[b]['img_per_s'] / results[a]['img_per_s']:.1f}x faster")
+        if "speedup_vs_full" in results[b]:
+            r = results[b]
+            print(f"  side by side in one process: {r['full_ms_per_batch']:.0f} / {r['compare_ms_per_batch']:.1f} ms, "
+                  f"{r['speedup_vs_full']:.2f}x")
     print("\nCommands:")
     for name, kw in FORWARD_ROWS:
         print(f"- {name}: `{command_line(replace(base, **kw), omp)}`")
