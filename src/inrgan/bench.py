@@ -74,6 +74,9 @@ class BenchSpec:
             raise ValueError(f"unknown device {self.device!r}: {e}") from None
         if self.compare_full and self.mode != "forward":
             raise ValueError("--compare-full goes with --mode forward")
+        if self.compare_full and self.render_height is None and self.render_width is None:
+            raise ValueError("--compare-full compares a render size with the training resolution: "
+                             "give --render-height or --render-width")
         if self.amp != "none" and device.type != "cuda":
             raise ValueError("--amp is for CUDA; the CPU figures are fp32")
         if device.type == "cuda" and not torch.cuda.is_available():
