@@ -1,12 +1,14 @@
-"""Peak memory of a differentiated tiled render, with tiles recomputed in the backward pass and without.
+"""Peak memory of a differentiated render: whole, in tiles recomputed in the backward pass, in tiles kept.
 
     python benchmarks/tiled_backward_memory.py [--preset inr-gan] [--size 512] [--tile 128] [--batch 1]
 
 Each measurement runs in a fresh process: build G, then render ``size x size`` in ``tile x tile`` tiles
 with autograd, take the gradient of a loss against the latents and the generator's weights, and report the
 growth of the peak resident memory (Linux ``VmHWM``, reset just before the render) and the wall time.
-"recompute" is the library as it is (each tile checkpointed); "keep" replaces the checkpoint by a plain
-call, as the code was before, so that every tile's activations stay alive until the backward pass.
+"whole" renders without tiles (what training does by default); "recompute" is a tiled render as the
+library does it (each tile checkpointed; what ``inrgan train --g-tile`` does in the G phase); "keep"
+replaces the checkpoint by a plain call, as the code was before, so that every tile's activations stay
+alive until the backward pass.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def mib(field):
 mode, preset, size, tile, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 if mode == "keep":
     synthesis.checkpoint = lambda fn, *args, **kwargs: fn(*args)
+if mode == "whole":
+    tile = None
 torch.manual_seed(0)
 G = Generator(get_preset(preset).G)
 z = torch.randn(batch, G.z_dim)
@@ -51,12 +55,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args()
     rows = []
-    for mode in ("recompute", "keep"):
+    for mode in ("whole", "recompute", "keep"):
         proc = subprocess.run([sys.executable, "-c", PROBE, mode, args.preset, str(args.size), str(args.tile),
                                str(args.batch)], capture_output=True, text=True, check=True)
         rows.append(json.loads(proc.stdout))
     print(f"{args.preset}, {args.size}^2 in {args.tile}^2 tiles, batch {args.batch}, forward + backward:")
-    print("| tiles | peak RSS growth (MiB) | seconds |\n|---|---|---|")
+    print("| render | peak RSS growth (MiB) | seconds |\n|---|---|---|")
     for row in rows:
         print(f"| {row['mode']} | {row['growth_mib']} | {row['seconds']} |")
 

@@ -153,3 +153,50 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path, tiny_da
 def test_training_config_rejects_nonsense():
     with pytest.raises(ValueError, match="batch"):
         TrainingConfig(batch=0)
+
+
+def _one_step(g_tile: int | None) -> tuple[dict[str, float], list[torch.Tensor], list[torch.Tensor]]:
+    """One training step (Gmain, Dmain, R1) of a cpu-32 model at 32^2 from a fixed start, with plain SGD
+    (lr 1) so that each weight moves by exactly its gradient: the step's stats and G's and D's moves."""
+    from inrgan.training.loop import training_step
+
+    p = get_preset("cpu-32", 32)
+    torch.manual_seed(0)
+    G, D = Generator(p.G).train(), Discriminator(p.D).train()
+    with torch.no_grad():  # non-zero biases and constants, so every term of the forward matters
+        for name, w in G.named_parameters():
+            if w.ndim == 1 or name.endswith("const"):
+                w.copy_(torch.randn(w.shape) * 0.5)
+    G0 = [w.detach().clone() for w in G.parameters()]
+    D0 = [w.detach().clone() for w in D.parameters()]
+    G_opt, D_opt = torch.optim.SGD(G.parameters(), lr=1.0), torch.optim.SGD(D.parameters(), lr=1.0)
+    gen = torch.Generator().manual_seed(1)
+    real = torch.rand(4, 3, 32, 32, generator=gen) * 2 - 1
+    z = torch.randn(2, 4, G.z_dim, generator=gen)
+    stats = training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), True, TrainingConfig(batch=4, g_tile=g_tile))
+    return (stats, [w.detach() - w0 for w, w0 in zip(G.parameters(), G0, strict=True)],
+            [w.detach() - w0 for w, w0 in zip(D.parameters(), D0, strict=True)])
+
+
+def test_tiled_g_phase_takes_the_same_step():
+    # --g-tile changes how G's images are rendered in the G phase (tiles recomputed in the backward pass),
+    # not the gradients: one step from the same start moves every weight the same way.
+    stats_whole, dG_whole, dD_whole = _one_step(None)
+    stats_tiled, dG_tiled, dD_tiled = _one_step(12)  # 3 x 3 tiles of 12, 12 and 8 pixels
+    for key, value in stats_whole.items():
+        assert stats_tiled[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert sum(d.abs().sum().item() for d in dG_whole) > 0
+    for a, b in zip(dG_whole + dD_whole, dG_tiled + dD_tiled, strict=True):
+        # summed in another order over the tiles: equal to 1e-4 of the largest move of that tensor
+        assert (a - b).abs().max().item() <= 1e-4 * a.abs().max().item() + 1e-12
+
+
+def test_g_tile_needs_a_pixel_independent_generator(tmp_path):
+    from inrgan.config import ConfigError
+    from inrgan.training.loop import plan_run
+
+    with pytest.raises(ConfigError, match=r"g_tile \(--g-tile\) must be >= 1"):
+        TrainingConfig(g_tile=0)
+    with pytest.raises(ConfigError, match="pixel-independent generator"):
+        plan_run(RunOptions(data=str(tmp_path), preset="inr-gan-bil"), overrides={"g_tile": 64})
+    assert plan_run(RunOptions(data=str(tmp_path), preset="inr-gan"), overrides={"g_tile": 64}).t.g_tile == 64

@@ -178,7 +178,7 @@ def training_step(
     # Gmain: make D say "real" to fresh fakes.
     G.requires_grad_(True)
     D.requires_grad_(False)
-    fake_logits = D(G(gen_z[0]), mixed_precision=mixed_precision)
+    fake_logits = D(G(gen_z[0], tile=t.g_tile), mixed_precision=mixed_precision)
     loss_G = g_nonsaturating_loss(fake_logits)
     (stats["loss_G"],) = dist.mean(loss_G)
     _check_finite("loss_G", stats["loss_G"], cur_nimg)
@@ -268,7 +268,7 @@ def plan_run(
             raise ConfigError("--data is required for a new run")
         preset = get_preset(options.preset or "cpu-32", options.resolution, img_channels)
         options.preset, options.resolution = preset.name, preset.G.resolution
-        return Run(preset.G, preset.D, replace(preset.training, **overrides), options)
+        return _checked(Run(preset.G, preset.D, replace(preset.training, **overrides), options))
     resume = Path(resume)
     run_json = resume / RUN_CONFIG
     if not run_json.is_file():
@@ -279,8 +279,16 @@ def plan_run(
         if getattr(options, key) is None:
             setattr(options, key, meta["options"][key])
     t = TrainingConfig.from_dict(meta["training"])
-    return Run(GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"]),
-               replace(t, **overrides), options, state)
+    return _checked(Run(GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"]),
+                        replace(t, **overrides), options, state))
+
+
+def _checked(run: Run) -> Run:
+    """The run, once its training config fits its generator."""
+    if run.t.g_tile is not None and (run.G_cfg.upsampling != "nearest" or run.G_cfg.instance_norm):
+        raise ConfigError("g_tile (--g-tile) needs a pixel-independent generator (nearest upsampling, no spatial std "
+                          "normalisation); the -bil variants train on whole images")
+    return run
 
 
 def train(
