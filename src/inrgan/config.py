@@ -125,6 +125,12 @@ class GeneratorConfig:
     def grid_resolutions(self) -> list[int]:
         return [2**i for i in range(int(math.log2(self.first_grid)), int(math.log2(self.resolution)) + 1)]
 
+    @property
+    def pixel_independent(self) -> bool:
+        """Whether each output pixel depends on its own coordinates only (nearest upsampling, no spatial std
+        normalisation), so that any window of pixels can be rendered, in tiles or chunks, on its own."""
+        return self.upsampling == "nearest" and not self.instance_norm
+
     def channels(self, block_res: int) -> int:
         return min(self.channel_base // block_res, self.channel_max)
 
@@ -187,8 +193,8 @@ class TrainingConfig:
     grid_seeds: int = 16  # samples in the per-tick grid, from fixed seeds 0..n-1
     seed: int = 0
     # The G phase renders G's images in g_tile x g_tile tiles, each recomputed in the backward pass: the
-    # graph keeps one tile's activations instead of the whole image's (the same gradients, about 1.5x the
-    # G compute). None renders whole images. Pixel-independent models only (nearest upsampling, no -bil).
+    # graph keeps one tile's activations instead of the whole image's (the same gradients, for a second
+    # forward of G). None renders whole images. Pixel-independent models only (nearest upsampling, no -bil).
     g_tile: int | None = None
 
     def __post_init__(self) -> None:

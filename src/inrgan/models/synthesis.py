@@ -275,7 +275,7 @@ class SynthesisNetwork(nn.Module):
             return render_window(grid)
         if tile < 1:
             raise ValueError(f"tile must be positive, got {tile}")
-        if self.cfg.upsampling != "nearest" or self.cfg.instance_norm:
+        if not self.cfg.pixel_independent:
             raise ValueError("tiled rendering needs pixel-independent models (nearest upsampling, no spatial "
                              "std normalisation); render the -bil variant whole")
         recompute = torch.is_grad_enabled() and not torch.compiler.is_compiling()
@@ -393,7 +393,7 @@ class SynthesisNetwork(nn.Module):
         if chunk == "auto":
             chunk = CPU_CHUNK_PIXELS if device.type == "cpu" else None
         # Autograd keeps every activation anyway, and -bil's normalisation needs the whole level.
-        if chunk is None or track or self.cfg.instance_norm or self.cfg.upsampling != "nearest":
+        if chunk is None or track or not self.cfg.pixel_independent:
             return None
         return int(chunk)
 

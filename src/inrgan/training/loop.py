@@ -285,7 +285,7 @@ def plan_run(
 
 def _checked(run: Run) -> Run:
     """The run, once its training config fits its generator."""
-    if run.t.g_tile is not None and (run.G_cfg.upsampling != "nearest" or run.G_cfg.instance_norm):
+    if run.t.g_tile is not None and not run.G_cfg.pixel_independent:
         raise ConfigError("g_tile (--g-tile) needs a pixel-independent generator (nearest upsampling, no spatial std "
                           "normalisation); the -bil variants train on whole images")
     return run
