@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -50,6 +50,7 @@ class BenchSpec:
     threads: int | None = None  # torch intra-op threads (default: torch's, the physical cores)
     seed: int = 0
     compare_full: bool = False  # forward: also time the training-resolution render, alternating with this one
+    g_tile: int | None = None  # train: the G phase in tiles recomputed in the backward pass (inrgan train --g-tile)
 
     def __post_init__(self) -> None:
         from .config import get_preset
@@ -59,7 +60,7 @@ class BenchSpec:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be 0 or more, got {self.warmup}")
-        for name in ("render_height", "render_width", "threads"):
+        for name in ("render_height", "render_width", "threads", "g_tile"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
@@ -74,6 +75,8 @@ class BenchSpec:
             raise ValueError(f"unknown device {self.device!r}: {e}") from None
         if self.compare_full and self.mode != "forward":
             raise ValueError("--compare-full goes with --mode forward")
+        if self.g_tile is not None and self.mode != "train":
+            raise ValueError("--g-tile goes with --mode train")
         if self.compare_full and self.render_height is None and self.render_width is None:
             raise ValueError("--compare-full compares a render size with the training resolution: "
                              "give --render-height or --render-width")
@@ -284,12 +287,12 @@ def bench_train(spec: BenchSpec) -> dict[str, Any]:
     data pipeline is not measured.
     """
     from .training.ema import update_ema
-    from .training.loop import training_step
+    from .training.loop import fitted, training_step
 
     device, amp, preset = _setup(spec)
     if amp is torch.float16:
         raise ValueError("training under fp16 autocast needs a loss scaler; use --amp bf16")
-    t = preset.training
+    t = fitted(preset.G, replace(preset.training, g_tile=spec.g_tile))
     G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
     Gc, Dc = (torch.compile(G), torch.compile(D)) if spec.compile else (G, D)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
@@ -334,11 +337,11 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
     The phases are timed by running the same computations as ``training_step`` one at a time.
     """
     from .training.ema import update_ema
-    from .training.loop import training_step
+    from .training.loop import fitted, training_step
     from .training.loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
     device, _, preset = _setup(spec)
-    t = preset.training
+    t = fitted(preset.G, replace(preset.training, g_tile=spec.g_tile))
     G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
     res, ch = preset.G.resolution, preset.G.img_channels
     gen = torch.Generator(device=device).manual_seed(spec.seed)
@@ -362,7 +365,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         G.requires_grad_(True)
         D.requires_grad_(False)
         with phase("Gmain: G forward"):
-            fake = G(z[0])
+            fake = G(z[0], tile=t.g_tile)
         with phase("Gmain: D forward"):
             loss = g_nonsaturating_loss(D(fake))
         G_opt.zero_grad(set_to_none=True)

@@ -268,7 +268,7 @@ def plan_run(
             raise ConfigError("--data is required for a new run")
         preset = get_preset(options.preset or "cpu-32", options.resolution, img_channels)
         options.preset, options.resolution = preset.name, preset.G.resolution
-        return _checked(Run(preset.G, preset.D, replace(preset.training, **overrides), options))
+        return Run(preset.G, preset.D, fitted(preset.G, replace(preset.training, **overrides)), options)
     resume = Path(resume)
     run_json = resume / RUN_CONFIG
     if not run_json.is_file():
@@ -279,16 +279,17 @@ def plan_run(
         if getattr(options, key) is None:
             setattr(options, key, meta["options"][key])
     t = TrainingConfig.from_dict(meta["training"])
-    return _checked(Run(GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"]),
-                        replace(t, **overrides), options, state))
+    G_cfg = GeneratorConfig.from_dict(state["G_cfg"])
+    return Run(G_cfg, DiscriminatorConfig.from_dict(state["D_cfg"]), fitted(G_cfg, replace(t, **overrides)), options,
+               state)
 
 
-def _checked(run: Run) -> Run:
-    """The run, once its training config fits its generator."""
-    if run.t.g_tile is not None and not run.G_cfg.pixel_independent:
+def fitted(G_cfg: GeneratorConfig, t: TrainingConfig) -> TrainingConfig:
+    """``t``, once it is checked against the generator it trains (ConfigError otherwise)."""
+    if t.g_tile is not None and not G_cfg.pixel_independent:
         raise ConfigError("g_tile (--g-tile) needs a pixel-independent generator (nearest upsampling, no spatial std "
                           "normalisation); the -bil variants train on whole images")
-    return run
+    return t
 
 
 def train(
