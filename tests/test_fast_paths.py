@@ -409,7 +409,7 @@ def test_importing_the_bench_touches_no_accelerator():
     (["--device", "nope"], "unknown device 'nope'"),
     (["--compare-full"], "give --render-height or --render-width"),
     (["--compare-full", "--render-height", "8", "--mode", "train"], "--compare-full goes with --mode forward"),
-    (["--g-tile", "8"], "--g-tile goes with --mode train"),
+    (["--g-tile", "8"], "--g-tile and --d-checkpoint go with --mode train"),
     (["--g-tile", "0", "--mode", "train"], "g-tile must be at least 1, got 0"),
     (["--preset", "inr-gan-bil", "--g-tile", "8", "--mode", "train"], "needs a pixel-independent generator"),
 ])

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 
+from autograd_memory import saved_bytes
 from inrgan import Generator, LevelConfig, get_preset
 from inrgan.cli import main
 from inrgan.cli.generate import render_geometry
@@ -120,20 +121,6 @@ def test_tiled_render_equals_whole_render(G, height, width, tile, bbox):
     assert (tiled - whole).abs().max().item() <= 1e-5
 
 
-def _saved_bytes(fn) -> tuple[torch.Tensor, int]:
-    """fn() and the bytes autograd keeps for its backward pass (tensors saved outside checkpoints)."""
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, total
-
-
 def test_differentiable_tiled_render_keeps_one_tile_and_equals_the_whole_gradient():
     # With autograd, tiles are recomputed in the backward pass, so the graph holds no tile's activations:
     # it saves what computing the INR parameters saves, at any render size, and the gradients match.
@@ -143,17 +130,17 @@ def test_differentiable_tiled_render_keeps_one_tile_and_equals_the_whole_gradien
     target = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
 
     def loss(tile):
-        img, saved = _saved_bytes(lambda: G.synthesis(ws, height=64, width=64, tile=tile))
+        img, saved = saved_bytes(lambda: G.synthesis(ws, height=64, width=64, tile=tile))
         grads = torch.autograd.grad((img * target).sum(), [ws, *G.synthesis.parameters()], allow_unused=True)
         return img, saved, grads
 
     whole, saved_whole, grads_whole = loss(None)
     tiled, saved_tiled, grads_tiled = loss(16)  # 16 tiles
     assert (tiled - whole).abs().max().item() <= 1e-5
-    _, saved_params = _saved_bytes(lambda: G.synthesis.inr_params(ws))  # what computing the INR keeps
+    _, saved_params = saved_bytes(lambda: G.synthesis.inr_params(ws))  # what computing the INR keeps
     assert saved_tiled == saved_params  # no activations of any tile
     assert saved_whole > 2 * saved_params  # the whole render keeps every level's activations
-    _, saved_larger = _saved_bytes(lambda: G.synthesis(ws, height=128, width=128, tile=16))
+    _, saved_larger = saved_bytes(lambda: G.synthesis(ws, height=128, width=128, tile=16))
     assert saved_larger == saved_params  # 4x the pixels, the same graph
     for gw, gt in zip(grads_whole, grads_tiled, strict=True):
         assert (gw is None) == (gt is None)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from autograd_memory import saved_bytes
 from inrgan import Discriminator, Generator, get_preset
 from inrgan.config import DiscriminatorConfig, TrainingConfig
 from inrgan.training.checkpoint import load_training_state, save_training_state
@@ -155,7 +156,8 @@ def test_training_config_rejects_nonsense():
         TrainingConfig(batch=0)
 
 
-def _one_step(g_tile: int | None) -> tuple[dict[str, float], list[torch.Tensor], list[torch.Tensor]]:
+def _one_step(g_tile: int | None = None, d_checkpoint: bool = False
+              ) -> tuple[dict[str, float], list[torch.Tensor], list[torch.Tensor]]:
     """One training step (Gmain, Dmain, R1) of a cpu-32 model at 32^2 from a fixed start, with plain SGD
     (lr 1) so that each weight moves by exactly its gradient: the step's stats and G's and D's moves."""
     from inrgan.training.loop import training_step
@@ -173,22 +175,39 @@ def _one_step(g_tile: int | None) -> tuple[dict[str, float], list[torch.Tensor],
     gen = torch.Generator().manual_seed(1)
     real = torch.rand(4, 3, 32, 32, generator=gen) * 2 - 1
     z = torch.randn(2, 4, G.z_dim, generator=gen)
-    stats = training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), True, TrainingConfig(batch=4, g_tile=g_tile))
+    t = TrainingConfig(batch=4, g_tile=g_tile, d_checkpoint=d_checkpoint)
+    stats = training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), True, t)
     return (stats, [w.detach() - w0 for w, w0 in zip(G.parameters(), G0, strict=True)],
             [w.detach() - w0 for w, w0 in zip(D.parameters(), D0, strict=True)])
 
 
-def test_tiled_g_phase_takes_the_same_step():
-    # --g-tile changes how G's images are rendered in the G phase (tiles recomputed in the backward pass),
-    # not the gradients: one step from the same start moves every weight the same way.
-    stats_whole, dG_whole, dD_whole = _one_step(None)
-    stats_tiled, dG_tiled, dD_tiled = _one_step(12)  # 3 x 3 tiles of 12, 12 and 8 pixels
+@pytest.mark.parametrize("g_tile,d_checkpoint", [(12, False), (None, True), (12, True)])  # 3 x 3 tiles
+def test_memory_options_take_the_same_step(g_tile, d_checkpoint):
+    # --g-tile (G's images in tiles recomputed in the backward pass) and --d-checkpoint (D's blocks
+    # recomputed, R1's double backward included) change what the graph keeps, not the gradients: one step
+    # from the same start moves every weight the same way.
+    stats_whole, dG_whole, dD_whole = _one_step()
+    stats_tiled, dG_tiled, dD_tiled = _one_step(g_tile, d_checkpoint)
+    assert "loss_r1" in stats_whole
     for key, value in stats_whole.items():
         assert stats_tiled[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert sum(d.abs().sum().item() for d in dG_whole) > 0
     for a, b in zip(dG_whole + dD_whole, dG_tiled + dD_tiled, strict=True):
-        # summed in another order over the tiles: equal to 1e-4 of the largest move of that tensor
+        # tiles sum the same terms in another order: equal to 1e-4 of the largest move of that tensor
         assert (a - b).abs().max().item() <= 1e-4 * a.abs().max().item() + 1e-12
+
+
+def test_d_checkpoint_keeps_only_the_blocks_inputs():
+    # With checkpointed blocks the graph keeps each block's input, not its activations; the logits match.
+    torch.manual_seed(0)
+    D = Discriminator(get_preset("cpu-32", 32).D)
+    img = torch.randn(4, 3, 32, 32).requires_grad_(True)
+    plain, saved_plain = saved_bytes(lambda: D(img))
+    ck, saved_ck = saved_bytes(lambda: D(img, checkpoint_blocks=True))
+    torch.testing.assert_close(ck, plain, rtol=0, atol=0)
+    assert saved_ck < saved_plain / 4, (saved_ck, saved_plain)
+    with torch.no_grad():  # nothing to recompute without autograd
+        torch.testing.assert_close(D(img, checkpoint_blocks=True), plain.detach(), rtol=0, atol=0)
 
 
 def test_g_tile_needs_a_pixel_independent_generator(tmp_path):

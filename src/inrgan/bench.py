@@ -51,6 +51,7 @@ class BenchSpec:
     seed: int = 0
     compare_full: bool = False  # forward: also time the training-resolution render, alternating with this one
     g_tile: int | None = None  # train: the G phase in tiles recomputed in the backward pass (inrgan train --g-tile)
+    d_checkpoint: bool = False  # train: D's blocks recomputed in the backward pass (inrgan train --d-checkpoint)
 
     def __post_init__(self) -> None:
         from .config import get_preset
@@ -75,8 +76,8 @@ class BenchSpec:
             raise ValueError(f"unknown device {self.device!r}: {e}") from None
         if self.compare_full and self.mode != "forward":
             raise ValueError("--compare-full goes with --mode forward")
-        if self.g_tile is not None and self.mode != "train":
-            raise ValueError("--g-tile goes with --mode train")
+        if (self.g_tile is not None or self.d_checkpoint) and self.mode != "train":
+            raise ValueError("--g-tile and --d-checkpoint go with --mode train")
         if self.compare_full and self.render_height is None and self.render_width is None:
             raise ValueError("--compare-full compares a render size with the training resolution: "
                              "give --render-height or --render-width")
@@ -265,6 +266,13 @@ def _compare_full(spec: BenchSpec, step: Callable[..., None], device: torch.devi
             "compare_ms_per_batch": min(this) * 1000, "speedup_vs_full": min(other) / min(this)}
 
 
+def _training_config(spec: BenchSpec, preset):
+    """The preset's training recipe with the bench's memory options, checked against the generator."""
+    from .training.loop import fitted
+
+    return fitted(preset.G, replace(preset.training, g_tile=spec.g_tile, d_checkpoint=spec.d_checkpoint))
+
+
 def _training_nets(spec: BenchSpec, preset, device: torch.device):
     """G, D, G_ema and both optimizers as the training loop makes them, for the preset."""
     import copy
@@ -287,12 +295,12 @@ def bench_train(spec: BenchSpec) -> dict[str, Any]:
     data pipeline is not measured.
     """
     from .training.ema import update_ema
-    from .training.loop import fitted, training_step
+    from .training.loop import training_step
 
     device, amp, preset = _setup(spec)
     if amp is torch.float16:
         raise ValueError("training under fp16 autocast needs a loss scaler; use --amp bf16")
-    t = fitted(preset.G, replace(preset.training, g_tile=spec.g_tile))
+    t = _training_config(spec, preset)
     G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
     Gc, Dc = (torch.compile(G), torch.compile(D)) if spec.compile else (G, D)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
@@ -337,11 +345,11 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
     The phases are timed by running the same computations as ``training_step`` one at a time.
     """
     from .training.ema import update_ema
-    from .training.loop import fitted, training_step
+    from .training.loop import training_step
     from .training.loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
     device, _, preset = _setup(spec)
-    t = fitted(preset.G, replace(preset.training, g_tile=spec.g_tile))
+    t = _training_config(spec, preset)
     G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
     res, ch = preset.G.resolution, preset.G.img_channels
     gen = torch.Generator(device=device).manual_seed(spec.seed)
@@ -367,7 +375,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         with phase("Gmain: G forward"):
             fake = G(z[0], tile=t.g_tile)
         with phase("Gmain: D forward"):
-            loss = g_nonsaturating_loss(D(fake))
+            loss = g_nonsaturating_loss(D(fake, checkpoint_blocks=t.d_checkpoint))
         G_opt.zero_grad(set_to_none=True)
         with phase("Gmain: backward (D and G)"):
             loss.backward()
@@ -378,7 +386,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         with phase("Dmain: G forward (no grad)"), torch.no_grad():
             fake = G(z[1])
         with phase("Dmain: D forward (fake + real)"):
-            loss = d_logistic_loss(D(real), D(fake))
+            loss = d_logistic_loss(D(real, checkpoint_blocks=t.d_checkpoint), D(fake, checkpoint_blocks=t.d_checkpoint))
         D_opt.zero_grad(set_to_none=True)
         with phase("Dmain: D backward"):
             loss.backward()
@@ -387,7 +395,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         if i % t.r1_interval == 0 and t.r1_gamma > 0:
             with phase("Dreg: R1 (forward, double backward, step)"):
                 real_req = real.detach().requires_grad_(True)
-                logits = D(real_req)
+                logits = D(real_req, checkpoint_blocks=t.d_checkpoint)
                 loss = d_r1_loss(logits, real_req, t.r1_gamma, t.r1_interval)
                 D_opt.zero_grad(set_to_none=True)
                 (loss + logits.sum() * 0).backward()

@@ -196,6 +196,9 @@ class TrainingConfig:
     # graph keeps one tile's activations instead of the whole image's (the same gradients, for a second
     # forward of G). None renders whole images. Pixel-independent models only (nearest upsampling, no -bil).
     g_tile: int | None = None
+    # Every phase checkpoints D's blocks: their activations are recomputed in the backward pass instead of
+    # kept (the same gradients, R1 included, for a second forward of D's blocks).
+    d_checkpoint: bool = False
 
     def __post_init__(self) -> None:
         if self.batch < 1:

@@ -30,7 +30,10 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--mirror/--no-mirror", "xflip", default=None, help="Random x-flips of the reals.")
 @click.option("--g-tile", "g_tile", type=int, default=None,
               help="Render G's images in TxT tiles in the G phase, each recomputed in the backward pass: "
-                   "activation memory of one tile, the same gradients, about 1.5x the G compute.")
+                   "activation memory of one tile, the same gradients, a second forward of G.")
+@click.option("--d-checkpoint/--no-d-checkpoint", "d_checkpoint", default=None,
+              help="Recompute D's block activations in the backward pass instead of keeping them: the same "
+                   "gradients, a second forward of D.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda or mps. Under torchrun: cuda (each rank on cuda:LOCAL_RANK, NCCL) or cpu (gloo).")
 @click.option("--workers", type=int, default=0, show_default=True, help="Data loading processes.")
@@ -39,7 +42,7 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--features", default="effnet-lite0", show_default=True, help="Feature extractor for metrics.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
-            xflip, g_tile, device, workers, metrics, metrics_every, features, no_progress) -> None:
+            xflip, g_tile, d_checkpoint, device, workers, metrics, metrics_every, features, no_progress) -> None:
     """Train INR-GAN (or continue a run with --resume RUN_DIR).
 
     Started by torchrun (torchrun --nproc_per_node N -m inrgan train ...), every process trains on its
@@ -62,7 +65,8 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
     if resume is None:
         options.preset = preset or DEFAULT_PRESET
     overrides = dict(batch=batch, kimg=kimg, seed=seed, r1_gamma=r1_gamma, lr=lr, tick_kimg=tick_kimg,
-                     snapshot_ticks=snapshot_ticks, xflip=xflip, g_tile=g_tile)
+                     snapshot_ticks=snapshot_ticks, xflip=xflip, g_tile=g_tile,
+                     d_checkpoint=d_checkpoint)
     try:
         last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
     except (ConfigError, DatasetError, FileNotFoundError, TrainingDivergedError, DistributedError) as e:

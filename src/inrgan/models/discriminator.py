@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import DiscriminatorConfig
 from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
@@ -128,20 +129,24 @@ class Discriminator(nn.Module):
             self.add_module(name, block)
         self.b4 = DiscriminatorEpilogue(cfg.channels(4), cfg.mbstd_group_size, cfg.mbstd_num_channels)
 
-    def forward(self, img: Tensor, mixed_precision: bool = False) -> Tensor:
+    def forward(self, img: Tensor, mixed_precision: bool = False, checkpoint_blocks: bool = False) -> Tensor:
+        """Logits [B, 1]. ``checkpoint_blocks``: with autograd, drop each block's activations after its forward
+        and recompute them in the backward pass (the same gradients, R1's double backward included, for a
+        second forward of the blocks)."""
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.resolution, self.resolution):
             raise ValueError(f"D expects [B, {self.img_channels}, {self.resolution}, {self.resolution}], "
                              f"got {list(img.shape)}")
         if img.device.type == "cpu":
             # oneDNN's convolutions (and their backward) run about 20% faster on channels-last tensors.
             img = img.contiguous(memory_format=torch.channels_last)
+        recompute = checkpoint_blocks and torch.is_grad_enabled() and not torch.compiler.is_compiling()
         x = None
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
             use_amp = mixed_precision and block.use_fp16 and img.is_cuda
             ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-            with ctx:
-                x = block(x, img)
+            with ctx:  # a checkpoint replays the autocast state of its forward
+                x = checkpoint(block, x, img, use_reentrant=False) if recompute else block(x, img)
             if use_amp:
                 x = x.float()
         return self.b4(x)

@@ -178,7 +178,8 @@ def training_step(
     # Gmain: make D say "real" to fresh fakes.
     G.requires_grad_(True)
     D.requires_grad_(False)
-    fake_logits = D(G(gen_z[0], tile=t.g_tile), mixed_precision=mixed_precision)
+    d_opts = dict(mixed_precision=mixed_precision, checkpoint_blocks=t.d_checkpoint)
+    fake_logits = D(G(gen_z[0], tile=t.g_tile), **d_opts)
     loss_G = g_nonsaturating_loss(fake_logits)
     (stats["loss_G"],) = dist.mean(loss_G)
     _check_finite("loss_G", stats["loss_G"], cur_nimg)
@@ -192,8 +193,8 @@ def training_step(
     D.requires_grad_(True)
     with torch.no_grad():
         fake = G(gen_z[1])
-    fake_logits = D(fake, mixed_precision=mixed_precision)
-    real_logits = D(real, mixed_precision=mixed_precision)
+    fake_logits = D(fake, **d_opts)
+    real_logits = D(real, **d_opts)
     loss_D = d_logistic_loss(real_logits, fake_logits)
     stats["loss_D"], stats["D_real"], stats["D_fake"] = dist.mean(loss_D, real_logits.mean(), fake_logits.mean())
     _check_finite("loss_D", stats["loss_D"], cur_nimg)
@@ -205,7 +206,7 @@ def training_step(
     # Dreg: lazy R1 on the reals, weighted by the interval.
     if do_r1 and t.r1_gamma > 0:
         real_req = real.detach().requires_grad_(True)
-        real_logits = (D if D_reg is None else D_reg)(real_req, mixed_precision=mixed_precision)
+        real_logits = (D if D_reg is None else D_reg)(real_req, **d_opts)
         loss_r1 = d_r1_loss(real_logits, real_req, t.r1_gamma, t.r1_interval)
         (stats["loss_r1"],) = dist.mean(loss_r1)
         _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
