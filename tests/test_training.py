@@ -156,10 +156,11 @@ def test_training_config_rejects_nonsense():
         TrainingConfig(batch=0)
 
 
-def _one_step(g_tile: int | None = None, d_checkpoint: bool = False
+def _one_step(g_tile: int | None = None, d_checkpoint: bool = False, r1_batch: int | None = None
               ) -> tuple[dict[str, float], list[torch.Tensor], list[torch.Tensor]]:
-    """One training step (Gmain, Dmain, R1) of a cpu-32 model at 32^2 from a fixed start, with plain SGD
-    (lr 1) so that each weight moves by exactly its gradient: the step's stats and G's and D's moves."""
+    """One training step (Gmain, Dmain, R1) of a cpu-32 model at 32^2, batch 8 (two minibatch-std groups),
+    from a fixed start, with plain SGD (lr 1) so that each weight moves by exactly its gradient: the step's
+    stats and G's and D's moves."""
     from inrgan.training.loop import training_step
 
     p = get_preset("cpu-32", 32)
@@ -173,28 +174,49 @@ def _one_step(g_tile: int | None = None, d_checkpoint: bool = False
     D0 = [w.detach().clone() for w in D.parameters()]
     G_opt, D_opt = torch.optim.SGD(G.parameters(), lr=1.0), torch.optim.SGD(D.parameters(), lr=1.0)
     gen = torch.Generator().manual_seed(1)
-    real = torch.rand(4, 3, 32, 32, generator=gen) * 2 - 1
-    z = torch.randn(2, 4, G.z_dim, generator=gen)
-    t = TrainingConfig(batch=4, g_tile=g_tile, d_checkpoint=d_checkpoint)
+    real = torch.rand(8, 3, 32, 32, generator=gen) * 2 - 1
+    z = torch.randn(2, 8, G.z_dim, generator=gen)
+    t = TrainingConfig(batch=8, g_tile=g_tile, d_checkpoint=d_checkpoint, r1_batch=r1_batch)
     stats = training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), True, t)
     return (stats, [w.detach() - w0 for w, w0 in zip(G.parameters(), G0, strict=True)],
             [w.detach() - w0 for w, w0 in zip(D.parameters(), D0, strict=True)])
 
 
-@pytest.mark.parametrize("g_tile,d_checkpoint", [(12, False), (None, True), (12, True)])  # 3 x 3 tiles
-def test_memory_options_take_the_same_step(g_tile, d_checkpoint):
-    # --g-tile (G's images in tiles recomputed in the backward pass) and --d-checkpoint (D's blocks
-    # recomputed, R1's double backward included) change what the graph keeps, not the gradients: one step
-    # from the same start moves every weight the same way.
+@pytest.mark.parametrize("g_tile,d_checkpoint,r1_batch", [
+    (12, False, None),  # 3 x 3 tiles of 12, 12 and 8 pixels
+    (None, True, None),
+    (None, False, 4),  # R1 on the two minibatch-std groups one at a time
+    (12, True, 4),
+])
+def test_memory_options_take_the_same_step(g_tile, d_checkpoint, r1_batch):
+    # --g-tile (G's images in tiles recomputed in the backward pass), --d-checkpoint (D's blocks recomputed,
+    # R1's double backward included) and --r1-batch (R1 in micro-batches of whole minibatch-std groups)
+    # change what the graph keeps, not the gradients: one step from the same start moves every weight the
+    # same way.
     stats_whole, dG_whole, dD_whole = _one_step()
-    stats_tiled, dG_tiled, dD_tiled = _one_step(g_tile, d_checkpoint)
+    stats_tiled, dG_tiled, dD_tiled = _one_step(g_tile, d_checkpoint, r1_batch)
     assert "loss_r1" in stats_whole
     for key, value in stats_whole.items():
         assert stats_tiled[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert sum(d.abs().sum().item() for d in dG_whole) > 0
     for a, b in zip(dG_whole + dD_whole, dG_tiled + dD_tiled, strict=True):
-        # tiles sum the same terms in another order: equal to 1e-4 of the largest move of that tensor
+        # the same terms summed in another order: equal to 1e-4 of the largest move of that tensor
         assert (a - b).abs().max().item() <= 1e-4 * a.abs().max().item() + 1e-12
+
+
+def test_r1_micro_batches_keep_the_minibatch_std_groups():
+    from inrgan.models.discriminator import mbstd_groups, mbstd_micro_batches
+
+    # 16 reals in groups of 4: group j holds samples j, j + 4, j + 8, j + 12
+    parts = mbstd_micro_batches(16, 4, 8)
+    assert [p.tolist() for p in parts] == [[0, 1, 4, 5, 8, 9, 12, 13], [2, 3, 6, 7, 10, 11, 14, 15]]
+    for p in parts:  # D on a micro-batch alone groups it as the whole batch did
+        k = len(p) // mbstd_groups(len(p), 4)
+        assert {tuple(sorted(p.view(-1, k)[:, j].tolist())) for j in range(k)} <= {
+            tuple(range(j, 16, 4)) for j in range(4)}
+    assert [p.tolist() for p in mbstd_micro_batches(6, 4, 3)] == [[0, 2, 4], [1, 3, 5]]  # groups of 3
+    assert [p.tolist() for p in mbstd_micro_batches(12, 4, 100)] == [list(range(12))]
+    assert sorted(torch.cat(mbstd_micro_batches(24, 4, 5)).tolist()) == list(range(24))  # 6 parts of 4
 
 
 def test_d_checkpoint_keeps_only_the_blocks_inputs():
@@ -216,6 +238,8 @@ def test_g_tile_needs_a_pixel_independent_generator(tmp_path):
 
     with pytest.raises(ConfigError, match=r"g_tile \(--g-tile\) must be >= 1"):
         TrainingConfig(g_tile=0)
+    with pytest.raises(ConfigError, match=r"r1_batch \(--r1-batch\) must be >= 1"):
+        TrainingConfig(r1_batch=0)
     with pytest.raises(ConfigError, match="pixel-independent generator"):
         plan_run(RunOptions(data=str(tmp_path), preset="inr-gan-bil"), overrides={"g_tile": 64})
     assert plan_run(RunOptions(data=str(tmp_path), preset="inr-gan"), overrides={"g_tile": 64}).t.g_tile == 64

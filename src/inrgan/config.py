@@ -199,6 +199,9 @@ class TrainingConfig:
     # Every phase checkpoints D's blocks: their activations are recomputed in the backward pass instead of
     # kept (the same gradients, R1 included, for a second forward of D's blocks).
     d_checkpoint: bool = False
+    # R1 on micro-batches of about this many reals (whole minibatch-std groups), each differentiated twice on
+    # its own: the same penalty and gradients, with the R1 step's memory of one micro-batch. None: one batch.
+    r1_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -207,6 +210,8 @@ class TrainingConfig:
             raise ConfigError("r1_interval and g_reg_interval must be >= 1")
         if self.kimg <= 0:
             raise ConfigError(f"kimg must be positive, got {self.kimg}")
+        if self.r1_batch is not None and self.r1_batch < 1:
+            raise ConfigError(f"r1_batch (--r1-batch) must be >= 1, got {self.r1_batch}")
         if self.g_tile is not None and self.g_tile < 1:
             raise ConfigError(f"g_tile (--g-tile) must be >= 1, got {self.g_tile}")
 

@@ -31,6 +31,9 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--g-tile", "g_tile", type=int, default=None,
               help="Render G's images in TxT tiles in the G phase, each recomputed in the backward pass: "
                    "activation memory of one tile, the same gradients, a second forward of G.")
+@click.option("--r1-batch", "r1_batch", type=int, default=None,
+              help="R1 on micro-batches of about this many reals (whole minibatch-std groups): the same "
+                   "penalty and gradients, the R1 step's memory of one micro-batch.")
 @click.option("--d-checkpoint/--no-d-checkpoint", "d_checkpoint", default=None,
               help="Recompute D's block activations in the backward pass instead of keeping them: the same "
                    "gradients, a second forward of D.")
@@ -42,7 +45,7 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--features", default="effnet-lite0", show_default=True, help="Feature extractor for metrics.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
-            xflip, g_tile, d_checkpoint, device, workers, metrics, metrics_every, features, no_progress) -> None:
+            xflip, g_tile, r1_batch, d_checkpoint, device, workers, metrics, metrics_every, features, no_progress) -> None:
     """Train INR-GAN (or continue a run with --resume RUN_DIR).
 
     Started by torchrun (torchrun --nproc_per_node N -m inrgan train ...), every process trains on its
@@ -66,7 +69,7 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
         options.preset = preset or DEFAULT_PRESET
     overrides = dict(batch=batch, kimg=kimg, seed=seed, r1_gamma=r1_gamma, lr=lr, tick_kimg=tick_kimg,
                      snapshot_ticks=snapshot_ticks, xflip=xflip, g_tile=g_tile,
-                     d_checkpoint=d_checkpoint)
+                     r1_batch=r1_batch, d_checkpoint=d_checkpoint)
     try:
         last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
     except (ConfigError, DatasetError, FileNotFoundError, TrainingDivergedError, DistributedError) as e:

@@ -80,12 +80,34 @@ class DiscriminatorBlock(nn.Module):
         return y + x
 
 
+def mbstd_groups(n: int, group_size: int) -> int:
+    """Samples per minibatch-std group for a batch of n: the largest size <= group_size that divides n.
+
+    Sample i belongs to group i % (n // g): the groups are strided over the batch."""
+    g = min(group_size, n)
+    while n % g:
+        g -= 1
+    return g
+
+
+def mbstd_micro_batches(n: int, group_size: int, size: int) -> list[Tensor]:
+    """Indices that cut a batch of n into micro-batches of about ``size`` samples made of whole
+    minibatch-std groups, each ordered so that D, run on it alone, forms the same groups: every sample's
+    logit (and its gradient) is then the same as in the whole batch."""
+    g = mbstd_groups(n, group_size)
+    m = n // g  # groups
+    k = max(1, min(m, size // g))  # groups per micro-batch
+    if mbstd_groups(k * g, group_size) != g:  # a micro-batch would regroup: one group each
+        k = 1
+    # group j holds samples j, j + m, j + 2m, ...; a micro-batch of groups [j0, j1) lists them row by row
+    return [(torch.arange(j0, min(j0 + k, m))[None, :] + m * torch.arange(g)[:, None]).reshape(-1)
+            for j0 in range(0, m, k)]
+
+
 def minibatch_std(x: Tensor, group_size: int, num_channels: int) -> Tensor:
     """Append the std of features over groups of samples: [B, C, H, W] -> [B, C + num_channels, H, W]."""
     n, c, h, w = x.shape
-    g = min(group_size, n)
-    while n % g:  # the largest group size <= group_size that divides the batch
-        g -= 1
+    g = mbstd_groups(n, group_size)
     f = num_channels
     y = x.reshape(g, n // g, f, c // f, h, w)  # [G, M, F, c, H, W]
     y = y - y.mean(dim=0)

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ..config import ConfigError, DiscriminatorConfig, GeneratorConfig, TrainingConfig, get_preset
 from ..io import atomic_write_text
 from ..models import Discriminator, Generator
+from ..models.discriminator import mbstd_micro_batches
 from ..rendering.images import save_grid
 from .checkpoint import STATE_NAME, load_training_state, save_training_state
 from .distributed import Distributed, init_distributed
@@ -205,13 +206,20 @@ def training_step(
 
     # Dreg: lazy R1 on the reals, weighted by the interval.
     if do_r1 and t.r1_gamma > 0:
-        real_req = real.detach().requires_grad_(True)
-        real_logits = (D if D_reg is None else D_reg)(real_req, **d_opts)
-        loss_r1 = d_r1_loss(real_logits, real_req, t.r1_gamma, t.r1_interval)
+        D_r1 = D if D_reg is None else D_reg
+        D_opt.zero_grad(set_to_none=True)
+        n = real.shape[0]
+        loss_r1 = real.new_zeros(())
+        # Micro-batches of whole minibatch-std groups give every real the logit it has in the whole batch,
+        # so the penalty, a mean over the reals, is the size-weighted sum of theirs; gradients accumulate.
+        for idx in mbstd_micro_batches(n, D_r1.cfg.mbstd_group_size, t.r1_batch or n):
+            real_req = real[idx.to(real.device)].detach().requires_grad_(True)
+            real_logits = D_r1(real_req, **d_opts)
+            loss = d_r1_loss(real_logits, real_req, t.r1_gamma, t.r1_interval) * (len(idx) / n)
+            (loss + real_logits.sum() * 0).backward()
+            loss_r1 = loss_r1 + loss.detach()
         (stats["loss_r1"],) = dist.mean(loss_r1)
         _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
-        D_opt.zero_grad(set_to_none=True)
-        (loss_r1 + real_logits.sum() * 0).backward()
         dist.average_gradients(D)
         D_opt.step()
     D.requires_grad_(False)
