@@ -385,10 +385,11 @@ def test_bench_times_the_training_step_and_profiles_it(monkeypatch):
     render_tiled = synthesis.SynthesisNetwork.render_tiled
     monkeypatch.setattr(synthesis.SynthesisNetwork, "render_tiled",
                         lambda self, grid, tile, fn: tiles.append(tile) or render_tiled(self, grid, tile, fn))
-    spec = BenchSpec(preset="cpu-32", resolution=16, batch=2, mode="train", repeats=1, warmup=0, g_tile=g_tile)
+    spec = BenchSpec(preset="cpu-32", resolution=16, batch=8, mode="train", repeats=1, warmup=0, g_tile=g_tile,
+                     d_checkpoint=True, r1_batch=4)
     r = inrgan.bench.bench_train(spec)
     assert r["r1_interval"] == 16 and r["img_per_s"] > 0 and r["peak_mem_mb"] > 0
-    assert r["ms_per_batch"] == pytest.approx(2 * 1000 / r["img_per_s"])
+    assert r["ms_per_batch"] == pytest.approx(8 * 1000 / r["img_per_s"])
     assert set(tiles) == {g_tile, None}  # the G phase renders in tiles, the D phase (no grad) whole
     p = inrgan.bench.profile_train(spec, steps=2, row_limit=5)
     assert len(p["top_ops"]) == 5 and sum(p["phases_ms_per_step"].values()) <= p["ms_per_step"] * 1.01
@@ -409,7 +410,8 @@ def test_importing_the_bench_touches_no_accelerator():
     (["--device", "nope"], "unknown device 'nope'"),
     (["--compare-full"], "give --render-height or --render-width"),
     (["--compare-full", "--render-height", "8", "--mode", "train"], "--compare-full goes with --mode forward"),
-    (["--g-tile", "8"], "--g-tile and --d-checkpoint go with --mode train"),
+    (["--g-tile", "8"], "--g-tile, --d-checkpoint and --r1-batch go with --mode train"),
+    (["--r1-batch", "0", "--mode", "train"], "r1-batch must be at least 1, got 0"),
     (["--g-tile", "0", "--mode", "train"], "g-tile must be at least 1, got 0"),
     (["--preset", "inr-gan-bil", "--g-tile", "8", "--mode", "train"], "needs a pixel-independent generator"),
 ])

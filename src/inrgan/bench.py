@@ -52,6 +52,7 @@ class BenchSpec:
     compare_full: bool = False  # forward: also time the training-resolution render, alternating with this one
     g_tile: int | None = None  # train: the G phase in tiles recomputed in the backward pass (inrgan train --g-tile)
     d_checkpoint: bool = False  # train: D's blocks recomputed in the backward pass (inrgan train --d-checkpoint)
+    r1_batch: int | None = None  # train: R1 in micro-batches of this many reals (inrgan train --r1-batch)
 
     def __post_init__(self) -> None:
         from .config import get_preset
@@ -61,7 +62,7 @@ class BenchSpec:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be 0 or more, got {self.warmup}")
-        for name in ("render_height", "render_width", "threads", "g_tile"):
+        for name in ("render_height", "render_width", "threads", "g_tile", "r1_batch"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
@@ -76,8 +77,8 @@ class BenchSpec:
             raise ValueError(f"unknown device {self.device!r}: {e}") from None
         if self.compare_full and self.mode != "forward":
             raise ValueError("--compare-full goes with --mode forward")
-        if (self.g_tile is not None or self.d_checkpoint) and self.mode != "train":
-            raise ValueError("--g-tile and --d-checkpoint go with --mode train")
+        if (self.g_tile is not None or self.d_checkpoint or self.r1_batch is not None) and self.mode != "train":
+            raise ValueError("--g-tile, --d-checkpoint and --r1-batch go with --mode train")
         if self.compare_full and self.render_height is None and self.render_width is None:
             raise ValueError("--compare-full compares a render size with the training resolution: "
                              "give --render-height or --render-width")
@@ -270,7 +271,8 @@ def _training_config(spec: BenchSpec, preset):
     """The preset's training recipe with the bench's memory options, checked against the generator."""
     from .training.loop import fitted
 
-    return fitted(preset.G, replace(preset.training, g_tile=spec.g_tile, d_checkpoint=spec.d_checkpoint))
+    return fitted(preset.G, replace(preset.training, g_tile=spec.g_tile, d_checkpoint=spec.d_checkpoint,
+                                    r1_batch=spec.r1_batch))
 
 
 def _training_nets(spec: BenchSpec, preset, device: torch.device):
@@ -344,6 +346,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
 
     The phases are timed by running the same computations as ``training_step`` one at a time.
     """
+    from .models.discriminator import mbstd_micro_batches
     from .training.ema import update_ema
     from .training.loop import training_step
     from .training.loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
@@ -394,11 +397,12 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
             D_opt.step()
         if i % t.r1_interval == 0 and t.r1_gamma > 0:
             with phase("Dreg: R1 (forward, double backward, step)"):
-                real_req = real.detach().requires_grad_(True)
-                logits = D(real_req, checkpoint_blocks=t.d_checkpoint)
-                loss = d_r1_loss(logits, real_req, t.r1_gamma, t.r1_interval)
                 D_opt.zero_grad(set_to_none=True)
-                (loss + logits.sum() * 0).backward()
+                for idx in mbstd_micro_batches(spec.batch, D.cfg.mbstd_group_size, t.r1_batch or spec.batch):
+                    real_req = real[idx].detach().requires_grad_(True)
+                    logits = D(real_req, checkpoint_blocks=t.d_checkpoint)
+                    loss = d_r1_loss(logits, real_req, t.r1_gamma, t.r1_interval) * (len(idx) / spec.batch)
+                    (loss + logits.sum() * 0).backward()
                 D_opt.step()
         D.requires_grad_(False)
         with phase("G_ema update"):
