@@ -4,7 +4,8 @@
 
 Each row runs in a fresh process: build D, then one lazy R1 step as ``training_step`` runs it (forward on
 the reals, the penalty's double backward into D's weights), and report the growth of the peak resident
-memory (Linux ``VmHWM``, reset just before the step) and the wall time.
+memory (Linux ``VmHWM``, reset just before the step) and the wall time. The step is the training loop's
+``r1_backward``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ PROBE = r"""
 import json, sys, time, torch
 from dataclasses import replace
 from inrgan import Discriminator, get_preset
-from inrgan.models.discriminator import mbstd_micro_batches
-from inrgan.training.loss import d_r1_loss
+from inrgan.training.loop import r1_backward
 
 def mib(field):
     with open("/proc/self/status") as f:
@@ -34,11 +34,7 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak RSS starts again from the current RSS
 before = mib("VmRSS")
 t0 = time.perf_counter()
-for idx in mbstd_micro_batches(batch, p.D.mbstd_group_size, r1_batch):
-    x = real[idx].requires_grad_(True)
-    logits = D(x, checkpoint_blocks=ck)
-    loss = d_r1_loss(logits, x, p.training.r1_gamma, p.training.r1_interval) * (len(idx) / batch)
-    (loss + logits.sum() * 0).backward()
+r1_backward(D, real, replace(p.training, r1_batch=r1_batch), checkpoint_blocks=ck)
 print(json.dumps({"growth_mib": round(mib("VmHWM") - before), "seconds": round(time.perf_counter() - t0, 1)}))
 """
 

@@ -346,10 +346,9 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
 
     The phases are timed by running the same computations as ``training_step`` one at a time.
     """
-    from .models.discriminator import mbstd_micro_batches
     from .training.ema import update_ema
-    from .training.loop import training_step
-    from .training.loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+    from .training.loop import r1_backward, training_step
+    from .training.loss import d_logistic_loss, g_nonsaturating_loss
 
     device, _, preset = _setup(spec)
     t = _training_config(spec, preset)
@@ -398,11 +397,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         if i % t.r1_interval == 0 and t.r1_gamma > 0:
             with phase("Dreg: R1 (forward, double backward, step)"):
                 D_opt.zero_grad(set_to_none=True)
-                for idx in mbstd_micro_batches(spec.batch, D.cfg.mbstd_group_size, t.r1_batch or spec.batch):
-                    real_req = real[idx].detach().requires_grad_(True)
-                    logits = D(real_req, checkpoint_blocks=t.d_checkpoint)
-                    loss = d_r1_loss(logits, real_req, t.r1_gamma, t.r1_interval) * (len(idx) / spec.batch)
-                    (loss + logits.sum() * 0).backward()
+                r1_backward(D, real, t, checkpoint_blocks=t.d_checkpoint)
                 D_opt.step()
         D.requires_grad_(False)
         with phase("G_ema update"):

@@ -146,6 +146,24 @@ def _check_finite(name: str, value: float, nimg: int) -> None:
         )
 
 
+def r1_backward(D: nn.Module, real: Tensor, t: TrainingConfig, **d_opts: Any) -> Tensor:
+    """Backpropagate the lazy R1 penalty at ``real`` into D's gradients (added to them); returns the penalty.
+
+    It runs on micro-batches of about ``t.r1_batch`` reals made of whole minibatch-std groups, each in the
+    order that makes D form the same groups on it alone: every real gets the logit it has in the whole
+    batch, so the penalty, a mean over the reals, is the size-weighted sum of the micro-batches'.
+    """
+    n = real.shape[0]
+    total = real.new_zeros(())
+    for idx in mbstd_micro_batches(n, D.cfg.mbstd_group_size, t.r1_batch or n):
+        real_req = real[idx.to(real.device)].detach().requires_grad_(True)
+        logits = D(real_req, **d_opts)
+        loss = d_r1_loss(logits, real_req, t.r1_gamma, t.r1_interval) * (len(idx) / n)
+        (loss + logits.sum() * 0).backward()  # the zero term gives every parameter a gradient
+        total = total + loss.detach()
+    return total
+
+
 def training_step(
     G: nn.Module,
     D: nn.Module,
@@ -206,18 +224,8 @@ def training_step(
 
     # Dreg: lazy R1 on the reals, weighted by the interval.
     if do_r1 and t.r1_gamma > 0:
-        D_r1 = D if D_reg is None else D_reg
         D_opt.zero_grad(set_to_none=True)
-        n = real.shape[0]
-        loss_r1 = real.new_zeros(())
-        # Micro-batches of whole minibatch-std groups give every real the logit it has in the whole batch,
-        # so the penalty, a mean over the reals, is the size-weighted sum of theirs; gradients accumulate.
-        for idx in mbstd_micro_batches(n, D_r1.cfg.mbstd_group_size, t.r1_batch or n):
-            real_req = real[idx.to(real.device)].detach().requires_grad_(True)
-            real_logits = D_r1(real_req, **d_opts)
-            loss = d_r1_loss(real_logits, real_req, t.r1_gamma, t.r1_interval) * (len(idx) / n)
-            (loss + real_logits.sum() * 0).backward()
-            loss_r1 = loss_r1 + loss.detach()
+        loss_r1 = r1_backward(D if D_reg is None else D_reg, real, t, **d_opts)
         (stats["loss_r1"],) = dist.mean(loss_r1)
         _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
         dist.average_gradients(D)
