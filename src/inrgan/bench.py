@@ -353,6 +353,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
     device, _, preset = _setup(spec)
     t = _training_config(spec, preset)
     G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
+    d_opts = dict(checkpoint_blocks=t.d_checkpoint)  # as training_step calls D
     res, ch = preset.G.resolution, preset.G.img_channels
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     steps = steps or t.r1_interval
@@ -377,7 +378,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         with phase("Gmain: G forward"):
             fake = G(z[0], tile=t.g_tile)
         with phase("Gmain: D forward"):
-            loss = g_nonsaturating_loss(D(fake, checkpoint_blocks=t.d_checkpoint))
+            loss = g_nonsaturating_loss(D(fake, **d_opts))
         G_opt.zero_grad(set_to_none=True)
         with phase("Gmain: backward (D and G)"):
             loss.backward()
@@ -388,7 +389,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         with phase("Dmain: G forward (no grad)"), torch.no_grad():
             fake = G(z[1])
         with phase("Dmain: D forward (fake + real)"):
-            loss = d_logistic_loss(D(real, checkpoint_blocks=t.d_checkpoint), D(fake, checkpoint_blocks=t.d_checkpoint))
+            loss = d_logistic_loss(D(real, **d_opts), D(fake, **d_opts))
         D_opt.zero_grad(set_to_none=True)
         with phase("Dmain: D backward"):
             loss.backward()
@@ -397,7 +398,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
         if i % t.r1_interval == 0 and t.r1_gamma > 0:
             with phase("Dreg: R1 (forward, double backward, step)"):
                 D_opt.zero_grad(set_to_none=True)
-                r1_backward(D, real, t, checkpoint_blocks=t.d_checkpoint)
+                r1_backward(D, real, t, **d_opts)
                 D_opt.step()
         D.requires_grad_(False)
         with phase("G_ema update"):
