@@ -16,6 +16,7 @@ Frames:
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -181,6 +182,7 @@ def sample_const_channels_last(const: Tensor, iy: Tensor, ix: Tensor, padding: s
 # this size (the 64^2 level of the release model at its own grid is 2.6 MiB; its 256^2 level, 42 MiB, is
 # recomputed per chunk instead).
 FEATURE_CACHE_BYTES = 16 * 2**20
+_cache_lock = threading.Lock()
 
 
 class CoordEmbedding(nn.Module):
@@ -294,8 +296,9 @@ class CoordEmbedding(nn.Module):
             return None
         state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
         key = (cells, state)
-        if self._cached is None or self._cached[0] != key:
-            self._cached = None  # never hold two
-            self._cached = (key, self.forward_channels_last(ys, xs))
-        return self._cached[1]
+        with _cache_lock:  # sample-parallel renders share the entry
+            if self._cached is None or self._cached[0] != key:
+                self._cached = None  # never hold two
+                self._cached = (key, self.forward_channels_last(ys, xs))
+            return self._cached[1]
 

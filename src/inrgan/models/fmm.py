@@ -17,20 +17,29 @@ from .layers import EqualLinear, lrelu_gain
 DEMOD_EPS = 1e-8
 
 
-def affine_styles(affine: EqualLinear, w: Tensor) -> Tensor:
-    """``affine(w)`` for a linear EqualLinear, with the equalized-lr gain applied to the [B, n] output.
+def affine_styles_t(affine: EqualLinear, w: Tensor, r0: int = 0, r1: int | None = None,
+                    out: Tensor | None = None) -> Tensor:
+    """Rows ``r0:r1`` of ``affine(w)`` transposed, [r1 - r0, B], for a linear EqualLinear (into ``out``).
 
-    The affine heads hold most of G's parameters (59.4M at 256^2): scaling the [n, w_dim] weight, as
-    ``EqualLinear.forward`` does, would copy all of them on every call. Equal to it up to rounding.
+    The equalized-lr gain is applied to the result: the affine heads hold most of G's parameters (59.4M at
+    256^2), and scaling the [n, w_dim] weight, as ``EqualLinear.forward`` does, would copy all of them on
+    every call. Equal to it up to rounding. Row ranges let threads share one pass over the weight.
     """
     if affine.activation != "linear":
         raise ValueError("affine_styles is for linear heads")
+    r1 = affine.weight.shape[0] if r1 is None else r1
     if affine.bias is None:
         bias = w.new_zeros(())
     else:
-        bias = affine.bias[:, None] if affine.bias_gain == 1 else affine.bias[:, None] * affine.bias_gain
+        bias = affine.bias[r0:r1, None]
+        bias = bias if affine.bias_gain == 1 else bias * affine.bias_gain
     # [n, w_dim] x [w_dim, B] reads the weight row by row, about twice as fast as w x weight^T on a CPU.
-    return torch.addmm(bias, affine.weight, w.t(), alpha=affine.weight_gain).t().contiguous()  # [B, n]
+    return torch.addmm(bias, affine.weight[r0:r1], w.t(), alpha=affine.weight_gain, out=out)
+
+
+def affine_styles(affine: EqualLinear, w: Tensor) -> Tensor:
+    """``affine(w)`` [B, n] for a linear EqualLinear, the gain applied to the output (:func:`affine_styles_t`)."""
+    return affine_styles_t(affine, w).t().contiguous()
 
 
 def fmm_factors(styles: Tensor, c_out: int, c_in: int, rank: int) -> tuple[Tensor, Tensor]:
@@ -190,24 +199,29 @@ class FMMLayer(nn.Module):
         bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)  # [B or 1, c_out]
         return lrelu_gain(x + bias.to(x.dtype)[:, :, None, None])
 
-    def _predicted(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """From w [B, w_dim]: the shared weight with its gain, the modulation styles, and the bias [B or 1, c_out]."""
-        styles = affine_styles(self.affine, w)  # [B, n_styles]
+    def _predicted(self, w: Tensor, styles: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """From w [B, w_dim]: the shared weight with its gain, the modulation styles, and the bias [B or 1, c_out].
+
+        ``styles`` [B, n_styles] is ``affine_styles(self.affine, w)`` where the caller computed it already.
+        """
+        if styles is None:
+            styles = affine_styles(self.affine, w)  # [B, n_styles]
         n_mod = (self.in_channels + self.out_channels) * self.rank
         shared = self.weight if self.weight_gain == 1 else self.weight * self.weight_gain
         bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)
         return shared, styles[:, :n_mod], bias
 
-    def inr_params(self, w: Tensor, gain: float = 1.0) -> tuple[Tensor, Tensor]:
-        """The INR parameters predicted from w [B, w_dim]: weight [B, c_out, c_in] (times ``gain``) and bias
-        [B or 1, c_out]."""
-        shared, styles, bias = self._predicted(w)
+    def inr_params(self, w: Tensor, gain: float = 1.0, styles: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The INR parameters predicted from w [B, w_dim] (or from its precomputed ``styles``): weight
+        [B, c_out, c_in] (times ``gain``) and bias [B or 1, c_out]."""
+        shared, styles, bias = self._predicted(w, styles)
         return fmm_weight_fast(shared, styles, self.rank, self.modulation, self.demodulate, gain), bias
 
-    def inr_params_split(self, w: Tensor, split: int, gains: tuple[float, float]) -> tuple[Tensor, Tensor, Tensor]:
+    def inr_params_split(self, w: Tensor, split: int, gains: tuple[float, float],
+                         styles: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`inr_params` with the weight cut at input channel ``split``: (weight[:, :, :split] * gains[0],
         weight[:, :, split:] * gains[1], bias), both parts contiguous."""
-        shared, styles, bias = self._predicted(w)
+        shared, styles, bias = self._predicted(w, styles)
         first, second = fmm_weight_split(shared, styles, self.rank, split, gains, self.modulation, self.demodulate)
         return first, second, bias
 
@@ -231,7 +245,10 @@ class ToRGB(nn.Module):
         weight = self.weight.unsqueeze(0) * styles.unsqueeze(1)  # [B, img_channels, C]
         return fmm_linear(x, weight) + self.bias.to(x.dtype)[None, :, None, None]
 
-    def inr_params(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        """The ToRGB parameters predicted from w [B, w_dim]: weight [B, img_channels, C], bias [1, img_channels]."""
-        styles = affine_styles(self.affine, w) * self.weight_gain  # [B, C]
+    def inr_params(self, w: Tensor, styles: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The ToRGB parameters predicted from w [B, w_dim] (or from its precomputed ``styles``, the affine
+        head's output): weight [B, img_channels, C], bias [1, img_channels]."""
+        if styles is None:
+            styles = affine_styles(self.affine, w)
+        styles = styles * self.weight_gain  # [B, C]
         return self.weight.unsqueeze(0) * styles.unsqueeze(1), self.bias.unsqueeze(0)

@@ -32,9 +32,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import GeneratorConfig
+from . import threads
 from .coords import CoordEmbedding, RenderGrid, default_bbox
 from .fmm import FMMLayer, ToRGB
-from .layers import LRELU_GAIN, LRELU_SLOPE
+from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
 
 
 class SynthesisBlock(nn.Module):
@@ -210,6 +211,9 @@ class SynthesisNetwork(nn.Module):
         # pixels ("auto": CPU_CHUNK_PIXELS on the CPU, whole levels elsewhere; None: whole levels).
         self.fast = True
         self.chunk_pixels: int | str | None = "auto"
+        # CPU inference splits a batch of at least torch.get_num_threads() samples over single-threaded
+        # workers (see .threads); False keeps intra-op parallelism.
+        self.sample_parallel = True
 
     # ------------------------------------------------------------------------------------------
     def level_factors(self, grid: RenderGrid) -> list[int]:
@@ -259,9 +263,41 @@ class SynthesisNetwork(nn.Module):
         # Compiled training takes the plain path: inductor's CPU code for the fast path's backward corrupted
         # memory (torch 2.13), while it compiles the plain layers' backward correctly and fuses them itself.
         if self.fast and not (torch.compiler.is_compiling() and torch.is_grad_enabled()):
+            threads = self._sample_parallel_threads(ws)
+            if threads:
+                return self.render_sample_parallel(ws, grid, tile, threads)
             params = self.inr_params(ws)  # once for all tiles
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(ws, window, params))
         return self.render_tiled(grid, tile, lambda window: self.render_window(ws, window))
+
+    def _sample_parallel_threads(self, ws: Tensor) -> int:
+        """The threads to split this batch over (:mod:`.threads`), or 0 for the intra-op parallel path."""
+        if (not self.sample_parallel or ws.device.type != "cpu" or torch.is_grad_enabled()
+                or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu") or threads.in_worker()):
+            return 0
+        n = torch.get_num_threads()
+        return n if threads.use_sample_parallel(ws.shape[0], n) else 0
+
+    def render_sample_parallel(self, ws: Tensor, grid: RenderGrid, tile: int | None, n_threads: int) -> Tensor:
+        """The fast render without autograd, the batch split over ``n_threads`` single-threaded workers.
+
+        The affine heads run first, their rows shared out so that the threads read each weight once for the
+        whole batch; then every thread makes and renders the INR parameters of its own samples.
+        """
+        heads = self.head_inputs(ws)
+        flat = threads.shared_styles([pair for block in heads for pair in block], n_threads)  # [n, B] each
+        groups = threads.sample_groups(ws.shape[0], n_threads)
+
+        def render(t: int) -> Tensor | None:
+            if t >= len(groups):
+                return None
+            b0, b1 = groups[t]
+            it = iter(flat)
+            styles = [[next(it)[:, b0:b1].t().contiguous() for _ in block] for block in heads]  # [b, n] each
+            params = self.inr_params(ws[b0:b1], styles)
+            return self.render_tiled(grid, tile, lambda window: self.render_window_fast(None, window, params))
+
+        return torch.cat([img for img in threads.run_on_pool(n_threads, render) if img is not None])
 
     def render_tiled(self, grid: RenderGrid, tile: int | None, render_window: Callable[[RenderGrid], Tensor]) -> Tensor:
         """``render_window(grid)`` [B, C, H, W], or assembled from ``tile`` x ``tile`` windows of the grid.
@@ -335,30 +371,43 @@ class SynthesisNetwork(nn.Module):
     # ------------------------------------------------------------------------------------------
     # The fast path.
 
-    def inr_params(self, ws: Tensor) -> list[BlockINR]:
-        """The per-sample INR parameters for ws [B, num_ws, w_dim], per block, with the gains folded in."""
-        return [self.block_inr(ws, i) for i in range(len(self.blocks))]
+    def inr_params(self, ws: Tensor, styles: list[list[Tensor]] | None = None) -> list[BlockINR]:
+        """The per-sample INR parameters for ws [B, num_ws, w_dim], per block, with the gains folded in.
 
-    def block_inr(self, ws: Tensor, i: int) -> BlockINR:
-        """Block ``i``'s per-sample INR parameters."""
+        ``styles`` are the affine heads' outputs, per block in :meth:`head_inputs` order, where the caller
+        computed them already (the sample-parallel path shares them out).
+        """
+        return [self.block_inr(ws, i, None if styles is None else styles[i]) for i in range(len(self.blocks))]
+
+    def head_inputs(self, ws: Tensor) -> list[list[tuple[EqualLinear, Tensor]]]:
+        """Every affine head with the w [B, w_dim] it reads, per block: the FMM layers, then the ToRGB."""
+        out = []
+        for block, w_idx in zip(self.blocks, self.block_w_idx, strict=True):
+            heads = [layer.affine for layer in block.layers()] + [block.torgb.affine]
+            out.append([(head, ws[:, w_idx + k]) for k, head in enumerate(heads)])
+        return out
+
+    def block_inr(self, ws: Tensor, i: int, styles: list[Tensor] | None = None) -> BlockINR:
+        """Block ``i``'s per-sample INR parameters (from its heads' precomputed ``styles`` where given)."""
         block, w_idx = self.blocks[i], self.block_w_idx[i]
         block_ws = ws[:, w_idx : w_idx + block.num_conv + 1].unbind(1)
+        pre = [None] * (block.num_conv + 1) if styles is None else styles
         layers = []
         for k, (layer, w) in enumerate(zip(block.layers(), block_ws, strict=False)):
             if k == 0 and block.level is not None:
                 n_x = block.in_channels  # input channels from the previous level; the rest are coordinates
                 if n_x:
                     # [B, c_out, n_x], [B, c_out, c_emb], [B or 1, c_out]
-                    x_part, emb_part, bias = layer.inr_params_split(w, n_x, (LRELU_GAIN, 1.0))
+                    x_part, emb_part, bias = layer.inr_params_split(w, n_x, (LRELU_GAIN, 1.0), pre[k])
                     layers.append(INRLayer(x_part, bias, emb_weight=emb_part))
                 else:
-                    weight, bias = layer.inr_params(w)
+                    weight, bias = layer.inr_params(w, styles=pre[k])
                     layers.append(INRLayer(None, bias, emb_weight=weight))
             elif layer.instance_norm:
-                layers.append(INRLayer(*layer.inr_params(w), normalize=True))
+                layers.append(INRLayer(*layer.inr_params(w, styles=pre[k]), normalize=True))
             else:
-                layers.append(INRLayer(*layer.inr_params(w, gain=LRELU_GAIN)))
-        rgb_weight, rgb_bias = block.torgb.inr_params(block_ws[block.num_conv])
+                layers.append(INRLayer(*layer.inr_params(w, gain=LRELU_GAIN, styles=pre[k])))
+        rgb_weight, rgb_bias = block.torgb.inr_params(block_ws[block.num_conv], pre[block.num_conv])
         basis = None
         if block.level is not None and self.embeddings[block.level].depends_on_w:
             basis = self.embeddings[block.level].predicted_basis(block_ws[0])

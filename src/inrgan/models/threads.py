@@ -1,0 +1,104 @@
+"""Sample-parallel CPU inference: the batch split over threads that each run single-threaded kernels.
+
+Intra-op parallelism (torch's default) splits every operation over the cores and joins them at a
+barrier: a 256^2 forward of ``inr-gan`` is about 2,000 operations, and with OpenMP's passive waits each
+one wakes the sleeping threads again. For inference on a batch at least as large as the thread count
+there is a cheaper split: every thread renders its own samples with one-thread kernels, so nothing
+waits on anything until the images are put together. The affine heads are the exception, since their
+weights (59.4M at 256^2) serve every sample: the threads share them out by rows, each reading its part of
+every head once for the whole batch, before the samples are split.
+
+The pool is made on first use (nothing happens at import), one per process (a forked child makes its
+own), and remade when ``torch.get_num_threads()`` changes. Its threads run torch with one intra-op
+thread; the calling thread's setting is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+from .fmm import affine_styles_t
+from .layers import EqualLinear
+
+T = TypeVar("T")
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, executor)
+_pool_lock = threading.Lock()
+_worker = threading.local()
+
+
+def use_sample_parallel(batch: int, threads: int) -> bool:
+    """Whether a batch splits well over ``threads``: every thread gets a sample, and the groups are even or
+    the batch is large enough that one sample more on some threads costs little."""
+    return threads >= 2 and batch >= threads and (batch % threads == 0 or batch >= 2 * threads)
+
+
+def in_worker() -> bool:
+    """True on a pool thread (a render there must not wait on the pool it runs on)."""
+    return getattr(_worker, "active", False)
+
+
+def sample_groups(batch: int, threads: int) -> list[tuple[int, int]]:
+    """Contiguous sample ranges, one per thread, sizes differing by at most one."""
+    bounds = [batch * t // threads for t in range(threads + 1)]
+    return [(b0, b1) for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True) if b1 > b0]
+
+
+def _init_worker(barrier: threading.Barrier) -> None:
+    _worker.active = True
+    torch.set_num_threads(1)
+    barrier.wait(timeout=60)  # every task on its own thread: each pool thread gets initialised
+
+
+def pool(threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` single-threaded workers."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None and _pool[:2] == (os.getpid(), threads):
+            return _pool[2]
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[2].shutdown(wait=False)
+        caller_threads = torch.get_num_threads()
+        executor = ThreadPoolExecutor(threads, thread_name_prefix="inrgan-sample")
+        barrier = threading.Barrier(threads)
+        list(executor.map(lambda _: _init_worker(barrier), range(threads)))
+        # torch.set_num_threads also sets the count that threads started later begin with: put it back.
+        torch.set_num_threads(caller_threads)
+        _pool = (os.getpid(), threads, executor)
+        return executor
+
+
+def run_on_pool(threads: int, fn: Callable[[int], T]) -> list[T]:
+    """``[fn(0), ..., fn(threads - 1)]``, one call per pool thread, under the caller's grad mode."""
+    inference = torch.is_inference_mode_enabled()
+    grad = torch.is_grad_enabled()
+
+    def call(t: int) -> T:
+        # Grad and inference modes are per thread: the workers take the caller's.
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return fn(t)
+
+    return list(pool(threads).map(call, range(threads)))
+
+
+def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int) -> list[Tensor]:
+    """Every head's output transposed, [n, B], the rows shared out over the pool's threads."""
+    batch = heads[0][1].shape[0]
+    out = [w.new_empty(head.weight.shape[0], batch) for head, w in heads]
+
+    def rows(t: int) -> None:
+        for (head, w), buf in zip(heads, out, strict=True):
+            n = head.weight.shape[0]
+            r0, r1 = n * t // threads, n * (t + 1) // threads
+            if r1 > r0:
+                affine_styles_t(head, w, r0, r1, out=buf[r0:r1])
+
+    run_on_pool(threads, rows)
+    return out

@@ -1,0 +1,133 @@
+"""Sample-parallel CPU inference against the intra-op fast path and the reference path.
+
+Tolerance: as tests/test_fast_paths.py, 2e-5 of the reference's largest magnitude.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from inrgan.models import synthesis, threads
+from inrgan.models.fmm import affine_styles
+from test_fast_paths import _close, _generator, _render
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the renders that took the sample-parallel path."""
+    seen = []
+    real = synthesis.SynthesisNetwork.render_sample_parallel
+
+    def spy(self, ws, grid, tile, n_threads):
+        seen.append((ws.shape[0], n_threads))
+        return real(self, ws, grid, tile, n_threads)
+
+    monkeypatch.setattr(synthesis.SynthesisNetwork, "render_sample_parallel", spy)
+    return seen
+
+
+def _intra_op(G, ws, **kw):
+    G.synthesis.sample_parallel = False
+    try:
+        return G.synthesis(ws, **kw)
+    finally:
+        G.synthesis.sample_parallel = True
+
+
+@pytest.mark.parametrize("name,res,batch,kw", [
+    ("cpu-32", 16, 4, {}),
+    ("cpu-32", 16, 5, dict(height=21, width=13)),  # uneven groups (3 + 2), partial cells
+    ("inr-gan", 128, 2, dict(height=32, width=32)),
+    ("inr-gan", 128, 4, dict(height=40, width=56, tile=24)),  # tiles inside every thread
+    ("inr-gan-bil", 128, 2, {}),  # per-sample spatial normalisation, bilinear upsampling
+    ("every-option", 16, 4, dict(height=32, width=32)),  # predicted basis and biases, sigmoid FMM
+])
+def test_sample_parallel_equals_the_intra_op_path_and_the_reference(name, res, batch, kw, calls):
+    G = _generator(name, res)
+    torch.manual_seed(2)
+    ws = G.mapping(torch.randn(batch, G.z_dim))
+    ws = ws + 0.3 * torch.randn_like(ws)  # a different w for every layer, as style mixing gives
+    with torch.no_grad():
+        ref = _render(G, ws, fast=False, **kw)
+    with torch.inference_mode():
+        intra = _intra_op(G, ws, **kw)
+        split = G.synthesis(ws, **kw)
+    assert calls == [(batch, 2)]
+    _close(split, ref)
+    _close(split, intra)
+
+
+def test_the_heads_shared_out_by_rows_equal_the_whole_heads():
+    G = _generator("inr-gan", 128)
+    ws = G.mapping(torch.randn(3, G.z_dim))
+    heads = [pair for block in G.synthesis.head_inputs(ws) for pair in block]
+    assert len(heads) == sum(len(b.layers()) + 1 for b in G.synthesis.blocks)
+    with torch.inference_mode():
+        shared = threads.shared_styles(heads, 3)
+        for (head, w), out in zip(heads, shared, strict=True):
+            _close(out.t(), affine_styles(head, w))
+
+
+def test_the_callers_thread_count_is_kept_for_it_and_for_threads_started_later(calls):
+    G = _generator("cpu-32", 16)
+    torch.set_num_threads(3)  # a new pool of three
+    with torch.inference_mode():
+        G(torch.randn(3, G.z_dim))
+    assert calls == [(3, 3)]
+    assert torch.get_num_threads() == 3
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [3]
+
+
+def test_the_output_follows_the_callers_grad_mode(calls):
+    G = _generator("cpu-32", 16)
+    z = torch.randn(2, G.z_dim)
+    with torch.inference_mode():
+        assert G(z).is_inference()
+    with torch.no_grad():
+        out = G(z)
+    assert not out.is_inference() and not out.requires_grad
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("case", ["grad", "one sample", "switched off", "autocast", "uneven small batch"])
+def test_paths_that_keep_intra_op_parallelism(case, calls):
+    G = _generator("cpu-32", 16)
+    batch = {"one sample": 1, "uneven small batch": 3}.get(case, 4)
+    z = torch.randn(batch, G.z_dim)
+    if case == "switched off":
+        G.synthesis.sample_parallel = False
+    if case == "grad":
+        out = G(z)
+        assert out.requires_grad
+    elif case == "autocast":
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            G(z)
+    else:
+        with torch.inference_mode():
+            G(z)
+    assert calls == []
+
+
+def test_sample_groups_and_when_a_batch_is_split():
+    assert threads.sample_groups(4, 2) == [(0, 2), (2, 4)]
+    assert threads.sample_groups(5, 2) == [(0, 2), (2, 5)]
+    assert threads.sample_groups(7, 3) == [(0, 2), (2, 4), (4, 7)]
+    assert sum(b1 - b0 for b0, b1 in threads.sample_groups(33, 16)) == 33
+    assert threads.use_sample_parallel(4, 2) and threads.use_sample_parallel(5, 2)
+    assert not threads.use_sample_parallel(3, 2)  # 2 + 1: one thread does twice the other's work
+    assert not threads.use_sample_parallel(1, 2) and not threads.use_sample_parallel(8, 1)
