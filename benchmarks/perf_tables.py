@@ -16,14 +16,22 @@ from pathlib import Path
 
 from inrgan.bench import BenchSpec, run
 
+LOW = dict(render_height=64, render_width=64)
 FORWARD_ROWS = [
     ("fast, 256^2", dict()),
     ("reference path, 256^2", dict(reference=True)),
-    ("fast, 64^2 render", dict(render_height=64, render_width=64, compare_full=True)),
-    ("reference path, 64^2 render", dict(reference=True, render_height=64, render_width=64)),
+    ("fast, 64^2 render", dict(**LOW, compare_full=True)),
+    ("reference path, 64^2 render", dict(reference=True, **LOW)),
+    ("fast, intra-op threads, 256^2", dict(sample_parallel=False)),
+    ("fast, intra-op threads, 64^2 render", dict(sample_parallel=False, **LOW, compare_full=True)),
     ("fast, 256^2, batch 16", dict(batch=16)),
-    ("fast, 64^2 render, batch 16", dict(batch=16, render_height=64, render_width=64, compare_full=True)),
+    ("fast, 64^2 render, batch 16", dict(batch=16, **LOW, compare_full=True)),
 ]
+# 64^2 against 256^2: (label, the 256^2 row, the 64^2 row)
+RATIOS = [("batch 4", "fast, 256^2", "fast, 64^2 render"),
+          ("intra-op threads, batch 4", "fast, intra-op threads, 256^2", "fast, intra-op threads, 64^2 render"),
+          ("batch 16", "fast, 256^2, batch 16", "fast, 64^2 render, batch 16"),
+          ("reference path, batch 4", "reference path, 256^2", "reference path, 64^2 render")]
 
 
 def command_line(spec: BenchSpec, omp: str | None) -> str:
@@ -35,6 +43,8 @@ def command_line(spec: BenchSpec, omp: str | None) -> str:
         parts.append(f"--render-height {spec.render_height} --render-width {spec.render_width}")
     if spec.reference:
         parts.append("--reference")
+    if not spec.sample_parallel:
+        parts.append("--no-sample-parallel")
     if spec.compare_full:
         parts.append("--compare-full")
     if omp is None:
@@ -42,23 +52,23 @@ def command_line(spec: BenchSpec, omp: str | None) -> str:
     return " ".join(parts) + " --json"
 
 
-def forward_table(device: str, repeats: int, omp: str | None, json_dir: Path | None) -> list[dict]:
+def forward_table(device: str, repeats: int, omp: str | None, json_dir: Path | None) -> dict[str, dict]:
     base = BenchSpec(preset="inr-gan", resolution=256, batch=4, mode="forward", device=device, repeats=repeats)
     print("| run | img/s | ms/batch | peak mem MB | GMAC/img | GFLOP/s | matmul peak GFLOP/s | fraction of peak | "
           "executed fraction |")
     print("|---|---|---|---|---|---|---|---|---|")
-    results = []
+    results = {}
     for name, kw in FORWARD_ROWS:
         spec = replace(base, **kw)
         r = run(spec, omp_wait_policy=omp)
-        results.append(r)
+        results[name] = r
         print(f"| {name} | {r['img_per_s']:.2f} | {r['ms_per_batch']:.0f} | {r['peak_mem_mb']:.0f} | "
               f"{r['gmac_per_img']:.2f} | {r['gflops']:.1f} | {r['matmul_peak_gflops']:.1f} | "
               f"{r['fraction_of_peak']:.2f} | {r['executed_fraction_of_peak']:.2f} |")
         if json_dir is not None:
             (json_dir / f"forward_{name.replace(' ', '_').replace(',', '').replace('^', '')}.json").write_text(
                 json.dumps(r, indent=2))
-    for name, (a, b) in {"batch 4": (0, 2), "batch 16": (4, 5), "reference path, batch 4": (1, 3)}.items():
+    for name, a, b in RATIOS:
         print(f"\n64^2 render vs 256^2, {name}: {results[b]['img_per_s'] / results[a]['img_per_s']:.1f}x faster")
         if "speedup_vs_full" in results[b]:
             r = results[b]

@@ -366,8 +366,8 @@ def test_bench_compares_a_render_with_the_full_resolution_side_by_side(monkeypat
     spec = BenchSpec(preset="cpu-32", resolution=32, render_height=8, render_width=8, batch=2, repeats=3,
                      warmup=1, compare_full=True)
     r = bench_forward(spec)
-    # warm-up and 3 timed calls at 8^2; then one warm-up at 32^2 and 3 rounds of (8^2, 32^2)
-    assert sizes == [(8, 8)] * 4 + [(32, 32)] + [(8, 8), (32, 32)] * 3
+    # warm-up and 3 timed calls at 8^2; then 3 rounds of (8^2, 32^2), each timed call after an untimed one
+    assert sizes == [(8, 8)] * 4 + [(8, 8), (8, 8), (32, 32), (32, 32)] * 3
     assert r["full_render"] == [32, 32]
     assert r["speedup_vs_full"] == pytest.approx(r["full_ms_per_batch"] / r["compare_ms_per_batch"])
     assert r["full_ms_per_batch"] > 0 and r["compare_ms_per_batch"] > 0
@@ -410,6 +410,7 @@ def test_importing_the_bench_touches_no_accelerator():
     (["--device", "nope"], "unknown device 'nope'"),
     (["--compare-full"], "give --render-height or --render-width"),
     (["--compare-full", "--render-height", "8", "--mode", "train"], "--compare-full goes with --mode forward"),
+    (["--no-sample-parallel", "--mode", "train"], "--no-sample-parallel goes with --mode forward"),
     (["--g-tile", "8"], "--g-tile, --d-checkpoint and --r1-batch go with --mode train"),
     (["--r1-batch", "0", "--mode", "train"], "r1-batch must be at least 1, got 0"),
     (["--g-tile", "0", "--mode", "train"], "g-tile must be at least 1, got 0"),

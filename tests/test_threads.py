@@ -76,7 +76,7 @@ def test_the_heads_shared_out_by_rows_equal_the_whole_heads():
     with torch.inference_mode():
         shared = threads.shared_styles(heads, 3)
         for (head, w), out in zip(heads, shared, strict=True):
-            _close(out.t(), affine_styles(head, w))
+            _close(out, affine_styles(head, w))
 
 
 def test_the_callers_thread_count_is_kept_for_it_and_for_threads_started_later(calls):
@@ -131,3 +131,15 @@ def test_sample_groups_and_when_a_batch_is_split():
     assert threads.use_sample_parallel(4, 2) and threads.use_sample_parallel(5, 2)
     assert not threads.use_sample_parallel(3, 2)  # 2 + 1: one thread does twice the other's work
     assert not threads.use_sample_parallel(1, 2) and not threads.use_sample_parallel(8, 1)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_bench_reports_and_switches_the_split(on, calls, monkeypatch):
+    import inrgan.bench
+    from inrgan.bench import BenchSpec, bench_forward
+
+    peak = inrgan.bench.matmul_peak_gflops
+    monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype: peak(device, dtype, n=256, repeats=1))
+    r = bench_forward(BenchSpec(preset="cpu-32", resolution=16, batch=2, repeats=2, warmup=1, sample_parallel=on))
+    assert r["sample_parallel"] is on
+    assert calls == ([(2, 2)] * 3 if on else [])

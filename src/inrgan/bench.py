@@ -45,6 +45,7 @@ class BenchSpec:
     amp: str = "none"  # autocast dtype on CUDA: "bf16" or "fp16" ("bf16" only for training)
     compile: bool = False  # torch.compile the networks
     reference: bool = False  # the plain reference path instead of the fast one
+    sample_parallel: bool = True  # forward on the CPU: the batch split over single-threaded workers
     warmup: int = 1
     repeats: int = 5  # timed batches (forward) or rounds of r1_interval training steps (train)
     threads: int | None = None  # torch intra-op threads (default: torch's, the physical cores)
@@ -77,6 +78,8 @@ class BenchSpec:
             raise ValueError(f"unknown device {self.device!r}: {e}") from None
         if self.compare_full and self.mode != "forward":
             raise ValueError("--compare-full goes with --mode forward")
+        if not self.sample_parallel and self.mode != "forward":
+            raise ValueError("--no-sample-parallel goes with --mode forward")
         if (self.g_tile is not None or self.d_checkpoint or self.r1_batch is not None) and self.mode != "train":
             raise ValueError("--g-tile, --d-checkpoint and --r1-batch go with --mode train")
         if self.compare_full and self.render_height is None and self.render_width is None:
@@ -210,6 +213,7 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
     device, amp, preset = _setup(spec)
     G = Generator(preset.G).eval().requires_grad_(False).to(device)
     G.synthesis.fast = not spec.reference
+    G.synthesis.sample_parallel = spec.sample_parallel
     h = spec.render_height or preset.G.resolution
     w = spec.render_width or preset.G.resolution
     costs = inr_costs(G.synthesis, h, w)
@@ -248,6 +252,8 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
         "executed_fraction_of_peak": 2 * (executed + hyper) * img_per_s / peak,
         "hyper_gmac_per_img": hyper,
         "render": [h, w],
+        "sample_parallel": bool(G.synthesis.fast and not spec.compile
+                                and G.synthesis.sample_parallel_threads(spec.batch, device)),
         **compared,
         **_context(spec, device),
     }
@@ -256,13 +262,16 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
 def _compare_full(spec: BenchSpec, step: Callable[..., None], device: torch.device, render: tuple[int, int],
                   resolution: int) -> dict[str, Any]:
     """The requested render and the training-resolution one, timed side by side: ``repeats`` rounds of one
-    call of each, alternating, so that both see the same machine; the best of each gives the speed-up."""
+    call of each, alternating, so that both see the same machine; the best of each gives the speed-up.
+
+    Each timed call follows an untimed one of the same size: the coordinate features kept between calls
+    (one set of cells per level) are then those of its own grid, as in a run of one size.
+    """
     full = (resolution, resolution)
-    time_calls(lambda: step(*full), device, spec.warmup, 0)  # warm the full-resolution path too
     this, other = [], []
     for _ in range(spec.repeats):
-        this += time_calls(lambda: step(*render), device, 0, 1)
-        other += time_calls(lambda: step(*full), device, 0, 1)
+        this += time_calls(lambda: step(*render), device, 1, 1)
+        other += time_calls(lambda: step(*full), device, 1, 1)
     return {"full_render": list(full), "full_ms_per_batch": min(other) * 1000,
             "compare_ms_per_batch": min(this) * 1000, "speedup_vs_full": min(other) / min(this)}
 

@@ -263,20 +263,22 @@ class SynthesisNetwork(nn.Module):
         # Compiled training takes the plain path: inductor's CPU code for the fast path's backward corrupted
         # memory (torch 2.13), while it compiles the plain layers' backward correctly and fuses them itself.
         if self.fast and not (torch.compiler.is_compiling() and torch.is_grad_enabled()):
-            threads = self._sample_parallel_threads(ws)
-            if threads:
-                return self.render_sample_parallel(ws, grid, tile, threads)
+            n_threads = 0 if torch.is_grad_enabled() else self.sample_parallel_threads(ws.shape[0], ws.device)
+            if n_threads:
+                return self.render_sample_parallel(ws, grid, tile, n_threads)
             params = self.inr_params(ws)  # once for all tiles
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(ws, window, params))
         return self.render_tiled(grid, tile, lambda window: self.render_window(ws, window))
 
-    def _sample_parallel_threads(self, ws: Tensor) -> int:
-        """The threads to split this batch over (:mod:`.threads`), or 0 for the intra-op parallel path."""
-        if (not self.sample_parallel or ws.device.type != "cpu" or torch.is_grad_enabled()
-                or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu") or threads.in_worker()):
+    def sample_parallel_threads(self, batch: int, device: torch.device) -> int:
+        """The threads a fast render of ``batch`` samples without autograd is split over (:mod:`.threads`), or
+        0 where it keeps intra-op parallelism: off, not on the CPU, compiling, under CPU autocast, or a batch
+        that does not split well."""
+        if (not self.sample_parallel or device.type != "cpu" or torch.compiler.is_compiling()
+                or torch.is_autocast_enabled("cpu") or threads.in_worker()):
             return 0
         n = torch.get_num_threads()
-        return n if threads.use_sample_parallel(ws.shape[0], n) else 0
+        return n if threads.use_sample_parallel(batch, n) else 0
 
     def render_sample_parallel(self, ws: Tensor, grid: RenderGrid, tile: int | None, n_threads: int) -> Tensor:
         """The fast render without autograd, the batch split over ``n_threads`` single-threaded workers.
@@ -285,7 +287,7 @@ class SynthesisNetwork(nn.Module):
         whole batch; then every thread makes and renders the INR parameters of its own samples.
         """
         heads = self.head_inputs(ws)
-        flat = threads.shared_styles([pair for block in heads for pair in block], n_threads)  # [n, B] each
+        flat = threads.shared_styles([pair for block in heads for pair in block], n_threads)  # [B, n] each
         groups = threads.sample_groups(ws.shape[0], n_threads)
 
         def render(t: int) -> Tensor | None:
@@ -293,7 +295,7 @@ class SynthesisNetwork(nn.Module):
                 return None
             b0, b1 = groups[t]
             it = iter(flat)
-            styles = [[next(it)[:, b0:b1].t().contiguous() for _ in block] for block in heads]  # [b, n] each
+            styles = [[next(it)[b0:b1] for _ in block] for block in heads]  # [b, n] each, contiguous
             params = self.inr_params(ws[b0:b1], styles)
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(None, window, params))
 

@@ -89,16 +89,16 @@ def run_on_pool(threads: int, fn: Callable[[int], T]) -> list[T]:
 
 
 def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int) -> list[Tensor]:
-    """Every head's output transposed, [n, B], the rows shared out over the pool's threads."""
+    """Every head's output [B, n] (as :func:`~.fmm.affine_styles`), the rows shared out over the pool's threads."""
     batch = heads[0][1].shape[0]
-    out = [w.new_empty(head.weight.shape[0], batch) for head, w in heads]
+    out = [w.new_empty(batch, head.weight.shape[0]) for head, w in heads]
 
     def rows(t: int) -> None:
         for (head, w), buf in zip(heads, out, strict=True):
             n = head.weight.shape[0]
             r0, r1 = n * t // threads, n * (t + 1) // threads
             if r1 > r0:
-                affine_styles_t(head, w, r0, r1, out=buf[r0:r1])
+                buf[:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns of [B, n]
 
     run_on_pool(threads, rows)
     return out
