@@ -87,8 +87,11 @@ def upsample_cells(x: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int,
 # 128 channels = 1 MiB per sample at 256^2) stay in the caches. GPUs run whole levels.
 CPU_CHUNK_PIXELS = 2048
 # Fewer cells than this per sample: one batched product per layer beats per-sample oneDNN calls, which
-# are too small to keep two threads busy.
+# are too small to keep two threads busy. With one thread (a sample-parallel worker) there are no threads
+# to keep busy, and from 256 cells on the fused layer is 5% to 10% faster than a product, a bias and an
+# activation.
 ONEDNN_MIN_CELLS = 2048
+ONEDNN_MIN_CELLS_ONE_THREAD = 256
 
 
 @dataclass
@@ -550,8 +553,9 @@ class SynthesisNetwork(nn.Module):
         batch = params[block_ids[0]].torgb.weight.shape[0]
         # The fused kernels round differently from the plain ones: they serve explicit inference (no_grad or
         # inference_mode) only, so a model gives bit-identical outputs whether or not it requires grad.
+        min_cells = ONEDNN_MIN_CELLS_ONE_THREAD if torch.get_num_threads() == 1 else ONEDNN_MIN_CELLS
         fused = (inplace and not torch.is_grad_enabled() and e.device.type == "cpu" and e.dtype == torch.float32
-                 and n >= ONEDNN_MIN_CELLS)
+                 and n >= min_cells)
         op = onednn_linear() if fused and not torch.compiler.is_compiling() else None
         if op is not None and not torch.is_autocast_enabled("cpu"):
             return self._level_chunk_onednn(op, block_ids, params, e, rows, w, prev, prev_img, nxt)
