@@ -14,9 +14,13 @@ from inrgan.models import synthesis, threads
 from inrgan.models.fmm import affine_styles
 from test_fast_paths import _close, _generator, _render
 
+MIN_MACS = threads.MIN_MACS_PER_THREAD
+
 
 @pytest.fixture(autouse=True)
-def _two_threads():
+def _two_threads(monkeypatch):
+    # Two threads, and the split taken whatever the work: these models are far smaller than the minimum.
+    monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 0)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -104,13 +108,16 @@ def test_the_output_follows_the_callers_grad_mode(calls):
     assert len(calls) == 2
 
 
-@pytest.mark.parametrize("case", ["grad", "one sample", "switched off", "autocast", "uneven small batch"])
-def test_paths_that_keep_intra_op_parallelism(case, calls):
+@pytest.mark.parametrize("case", ["grad", "one sample", "switched off", "autocast", "uneven small batch",
+                                  "little work"])
+def test_paths_that_keep_intra_op_parallelism(case, calls, monkeypatch):
     G = _generator("cpu-32", 16)
     batch = {"one sample": 1, "uneven small batch": 3}.get(case, 4)
     z = torch.randn(batch, G.z_dim)
     if case == "switched off":
         G.synthesis.sample_parallel = False
+    if case == "little work":  # 2 samples of 4.9M MACs per thread
+        monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 2 * G.synthesis.macs_per_sample(G.synthesis.make_grid()) + 1)
     if case == "grad":
         out = G(z)
         assert out.requires_grad
@@ -143,3 +150,25 @@ def test_the_bench_reports_and_switches_the_split(on, calls, monkeypatch):
     r = bench_forward(BenchSpec(preset="cpu-32", resolution=16, batch=2, repeats=2, warmup=1, sample_parallel=on))
     assert r["sample_parallel"] is on
     assert calls == ([(2, 2)] * 3 if on else [])
+
+
+def test_the_work_estimate_is_the_layer_shape_count():
+    from inrgan.bench import inr_costs
+
+    G = _generator("inr-gan", 128)
+    for h, w in [(128, 128), (32, 48), (200, 200)]:
+        low_rank = sum(la.in_channels * la.out_channels * la.rank for b in G.synthesis.blocks for la in b.layers())
+        count = sum(c.macs for c in inr_costs(G.synthesis, h, w)) + low_rank
+        assert G.synthesis.macs_per_sample(G.synthesis.make_grid(h, w)) == count
+
+
+def test_the_release_model_splits_a_batch_of_4_on_two_threads_down_to_small_renders():
+    from inrgan import get_preset
+    from inrgan.models import Generator
+
+    S = Generator(get_preset("inr-gan", 256).G).synthesis
+    cpu = torch.device("cpu")
+    threads.MIN_MACS_PER_THREAD = MIN_MACS  # the module's own value; the fixture's monkeypatch restores it
+    assert S.sample_parallel_threads(4, cpu, S.make_grid(16, 16)) == 2
+    assert S.sample_parallel_threads(4, cpu, S.make_grid(256, 256)) == 2
+    assert S.sample_parallel_threads(2, cpu, S.make_grid(8, 8)) == 0  # one sample per thread, 37M MACs

@@ -252,8 +252,8 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
         "executed_fraction_of_peak": 2 * (executed + hyper) * img_per_s / peak,
         "hyper_gmac_per_img": hyper,
         "render": [h, w],
-        "sample_parallel": bool(G.synthesis.fast and not spec.compile
-                                and G.synthesis.sample_parallel_threads(spec.batch, device)),
+        "sample_parallel": bool(G.synthesis.fast and not spec.compile and G.synthesis.sample_parallel_threads(
+            spec.batch, device, G.synthesis.make_grid(h, w))),
         **compared,
         **_context(spec, device),
     }

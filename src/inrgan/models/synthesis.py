@@ -266,22 +266,39 @@ class SynthesisNetwork(nn.Module):
         # Compiled training takes the plain path: inductor's CPU code for the fast path's backward corrupted
         # memory (torch 2.13), while it compiles the plain layers' backward correctly and fuses them itself.
         if self.fast and not (torch.compiler.is_compiling() and torch.is_grad_enabled()):
-            n_threads = 0 if torch.is_grad_enabled() else self.sample_parallel_threads(ws.shape[0], ws.device)
+            n_threads = 0 if torch.is_grad_enabled() else self.sample_parallel_threads(ws.shape[0], ws.device, grid)
             if n_threads:
                 return self.render_sample_parallel(ws, grid, tile, n_threads)
             params = self.inr_params(ws)  # once for all tiles
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(ws, window, params))
         return self.render_tiled(grid, tile, lambda window: self.render_window(ws, window))
 
-    def sample_parallel_threads(self, batch: int, device: torch.device) -> int:
-        """The threads a fast render of ``batch`` samples without autograd is split over (:mod:`.threads`), or
-        0 where it keeps intra-op parallelism: off, not on the CPU, compiling, under CPU autocast, or a batch
-        that does not split well."""
+    def sample_parallel_threads(self, batch: int, device: torch.device, grid: RenderGrid) -> int:
+        """The threads a fast render of ``batch`` samples on ``grid`` without autograd is split over
+        (:mod:`.threads`), or 0 where it keeps intra-op parallelism: off, not on the CPU, compiling, under CPU
+        autocast, a batch that does not split well, or too little work per thread."""
         if (not self.sample_parallel or device.type != "cpu" or torch.compiler.is_compiling()
                 or torch.is_autocast_enabled("cpu") or threads.in_worker()):
             return 0
         n = torch.get_num_threads()
-        return n if threads.use_sample_parallel(batch, n) else 0
+        if not threads.use_sample_parallel(batch, n):
+            return 0
+        return n if batch // n * self.macs_per_sample(grid) >= threads.MIN_MACS_PER_THREAD else 0
+
+    def macs_per_sample(self, grid: RenderGrid) -> int:
+        """Multiply-accumulates per sample of a render, by the layer shapes: every INR layer on its level's
+        cells in the window, and every modulated weight's low-rank product."""
+        factors = self.level_factors(grid)
+        macs = cells = 0
+        for block in self.blocks:
+            if block.level is not None:
+                f = factors[block.level]
+                (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
+                cells = (yb - ya) * (xb - xa)
+            for layer in block.layers():
+                macs += layer.in_channels * layer.out_channels * (cells + layer.rank)
+            macs += block.torgb.weight.numel() * cells
+        return macs
 
     def render_sample_parallel(self, ws: Tensor, grid: RenderGrid, tile: int | None, n_threads: int) -> Tensor:
         """The fast render without autograd, the batch split over ``n_threads`` single-threaded workers.
