@@ -310,16 +310,14 @@ class SynthesisNetwork(nn.Module):
         flat = threads.shared_styles([pair for block in heads for pair in block], n_threads)  # [B, n] each
         groups = threads.sample_groups(ws.shape[0], n_threads)
 
-        def render(t: int) -> Tensor | None:
-            if t >= len(groups):
-                return None
-            b0, b1 = groups[t]
+        def render(t: int) -> Tensor:
+            b0, b1 = groups[t]  # one group per thread: the batch has at least one sample per thread
             it = iter(flat)
             styles = [[next(it)[b0:b1] for _ in block] for block in heads]  # [b, n] each, contiguous
             params = self.inr_params(ws[b0:b1], styles)
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(None, window, params))
 
-        return torch.cat([img for img in threads.run_on_pool(n_threads, render) if img is not None])
+        return torch.cat(threads.run_on_pool(n_threads, render))
 
     def render_tiled(self, grid: RenderGrid, tile: int | None, render_window: Callable[[RenderGrid], Tensor]) -> Tensor:
         """``render_window(grid)`` [B, C, H, W], or assembled from ``tile`` x ``tile`` windows of the grid.

@@ -1,7 +1,7 @@
 """Sample-parallel CPU inference: the batch split over threads that each run single-threaded kernels.
 
 Intra-op parallelism (torch's default) splits every operation over the cores and joins them at a
-barrier: a 256^2 forward of ``inr-gan`` is about 2,000 operations, and with OpenMP's passive waits each
+barrier: a 64^2 forward of ``inr-gan`` is about 2,000 operations, and with OpenMP's passive waits each
 one wakes the sleeping threads again. For inference on a batch at least as large as the thread count
 there is a cheaper split: every thread renders its own samples with one-thread kernels, so nothing
 waits on anything until the images are put together. The affine heads are the exception, since their
