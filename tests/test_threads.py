@@ -116,7 +116,7 @@ def test_paths_that_keep_intra_op_parallelism(case, calls, monkeypatch):
     z = torch.randn(batch, G.z_dim)
     if case == "switched off":
         G.synthesis.sample_parallel = False
-    if case == "little work":  # 2 samples of 4.9M MACs per thread
+    if case == "little work":
         monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 2 * G.synthesis.macs_per_sample(G.synthesis.make_grid()) + 1)
     if case == "grad":
         out = G(z)
@@ -152,13 +152,13 @@ def test_the_bench_reports_and_switches_the_split(on, calls, monkeypatch):
     assert calls == ([(2, 2)] * 3 if on else [])
 
 
-def test_the_work_estimate_is_the_layer_shape_count():
-    from inrgan.bench import inr_costs
+def test_the_work_estimate_is_the_benchs_layer_shape_count():
+    from inrgan.bench import hyper_macs, inr_costs
 
     G = _generator("inr-gan", 128)
+    mapping = sum(m.weight.numel() for m in G.mapping.modules() if hasattr(m, "weight_gain"))
     for h, w in [(128, 128), (32, 48), (200, 200)]:
-        low_rank = sum(la.in_channels * la.out_channels * la.rank for b in G.synthesis.blocks for la in b.layers())
-        count = sum(c.macs for c in inr_costs(G.synthesis, h, w)) + low_rank
+        count = sum(c.macs for c in inr_costs(G.synthesis, h, w)) + hyper_macs(G) - mapping
         assert G.synthesis.macs_per_sample(G.synthesis.make_grid(h, w)) == count
 
 
@@ -171,4 +171,21 @@ def test_the_release_model_splits_a_batch_of_4_on_two_threads_down_to_small_rend
     threads.MIN_MACS_PER_THREAD = MIN_MACS  # the module's own value; the fixture's monkeypatch restores it
     assert S.sample_parallel_threads(4, cpu, S.make_grid(16, 16)) == 2
     assert S.sample_parallel_threads(4, cpu, S.make_grid(256, 256)) == 2
-    assert S.sample_parallel_threads(2, cpu, S.make_grid(8, 8)) == 0  # one sample per thread, 37M MACs
+    assert S.sample_parallel_threads(4, cpu, S.make_grid(8, 8)) == 2  # 100M per sample, most in the heads
+    C = Generator(get_preset("cpu-32").G).synthesis
+    assert C.sample_parallel_threads(8, cpu, C.make_grid(32, 32)) == 2
+    assert C.sample_parallel_threads(4, cpu, C.make_grid(32, 32)) == 0  # 63M per thread: slower split, measured
+
+
+
+def test_the_pool_is_one_per_process_and_per_thread_count(monkeypatch):
+    import os
+
+    first = threads.pool(2)
+    assert threads.pool(2) is first
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a forked child: the parent's threads are not there
+    child = threads.pool(2)
+    assert child is not first and threads.pool(2) is child
+    assert threads.pool(3) is not child  # another thread count, another pool
+    assert threads.run_on_pool(3, lambda t: (t, torch.get_num_threads(), threads.in_worker())) == [
+        (0, 1, True), (1, 1, True), (2, 1, True)]

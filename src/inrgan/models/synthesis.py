@@ -286,8 +286,8 @@ class SynthesisNetwork(nn.Module):
         return n if batch // n * self.macs_per_sample(grid) >= threads.MIN_MACS_PER_THREAD else 0
 
     def macs_per_sample(self, grid: RenderGrid) -> int:
-        """Multiply-accumulates per sample of a render, by the layer shapes: every INR layer on its level's
-        cells in the window, and every modulated weight's low-rank product."""
+        """Multiply-accumulates per sample of a render, by the layer shapes: every affine head, every
+        modulated weight's low-rank product, and every INR layer on its level's cells in the window."""
         factors = self.level_factors(grid)
         macs = cells = 0
         for block in self.blocks:
@@ -296,8 +296,8 @@ class SynthesisNetwork(nn.Module):
                 (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
                 cells = (yb - ya) * (xb - xa)
             for layer in block.layers():
-                macs += layer.in_channels * layer.out_channels * (cells + layer.rank)
-            macs += block.torgb.weight.numel() * cells
+                macs += layer.affine.weight.numel() + layer.in_channels * layer.out_channels * (cells + layer.rank)
+            macs += block.torgb.affine.weight.numel() + block.torgb.weight.numel() * cells
         return macs
 
     def render_sample_parallel(self, ws: Tensor, grid: RenderGrid, tile: int | None, n_threads: int) -> Tensor:

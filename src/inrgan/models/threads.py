@@ -36,9 +36,10 @@ _worker = threading.local()
 
 # Below this much work per thread (multiply-accumulates by the layer shapes), running every operation once
 # per thread costs more than the barriers it saves: every thread repeats the Python and dispatch overhead
-# of the whole forward, one at a time under the GIL. Measured on 2 cores: cpu-32 at 32^2, batch 4 (40M per
-# thread) was 0.85x as fast split; batch 8 (81M) 1.12x; inr-gan at 8^2, batch 4 (74M) 1.14x.
-MIN_MACS_PER_THREAD = 50_000_000
+# of the whole forward, one at a time under the GIL. Measured on 2 cores (docs/performance.md): cpu-32 at
+# 32^2, batch 4 (63M per thread) was 0.88x as fast split, at 16^2, batch 16 (78M) 0.93x; cpu-32 at 32^2,
+# batch 8 (126M) 1.11x; inr-gan at 8^2, batch 4 (209M, most of it the affine heads) 1.21x.
+MIN_MACS_PER_THREAD = 100_000_000
 
 
 def use_sample_parallel(batch: int, threads: int) -> bool:
@@ -60,6 +61,9 @@ def sample_groups(batch: int, threads: int) -> list[tuple[int, int]]:
 
 def _init_worker(barrier: threading.Barrier) -> None:
     _worker.active = True
+    # torch sets a new thread's count lazily, from the process default, at its first parallel operation or
+    # query: trigger that first, or it would undo the setting below once the caller restores the default.
+    torch.get_num_threads()
     torch.set_num_threads(1)
     barrier.wait(timeout=60)  # every task on its own thread: each pool thread gets initialised
 
