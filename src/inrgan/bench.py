@@ -108,15 +108,12 @@ class LayerCost:
 
 def inr_costs(synthesis, height: int, width: int) -> list[LayerCost]:
     """Per-pixel MLP cost of rendering ``height x width`` (whole render, default box), layer by layer."""
-    grid = synthesis.make_grid(height, width)
-    factors = synthesis.level_factors(grid)
+    level_cells = synthesis.level_cells(synthesis.make_grid(height, width))
     costs = []
     pixels = prev_pixels = 0
     for block in synthesis.blocks:
         if block.level is not None:
-            f = factors[block.level]
-            (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
-            prev_pixels, pixels = pixels, (yb - ya) * (xb - xa)
+            prev_pixels, pixels = pixels, level_cells[block.level]
         names = ([] if block.is_first else ["conv0"]) + ["conv1"] + [f"extra{i}" for i in range(len(block.extra))]
         for k, (name, layer) in enumerate(zip(names, block.layers(), strict=True)):
             macs = layer.in_channels * layer.out_channels * pixels

@@ -285,16 +285,22 @@ class SynthesisNetwork(nn.Module):
             return 0
         return n if batch // n * self.macs_per_sample(grid) >= threads.MIN_MACS_PER_THREAD else 0
 
+    def level_cells(self, grid: RenderGrid) -> list[int]:
+        """The cells each grid level evaluates for the window of ``grid``."""
+        cells = []
+        for f in self.level_factors(grid):
+            (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
+            cells.append((yb - ya) * (xb - xa))
+        return cells
+
     def macs_per_sample(self, grid: RenderGrid) -> int:
         """Multiply-accumulates per sample of a render, by the layer shapes: every affine head, every
         modulated weight's low-rank product, and every INR layer on its level's cells in the window."""
-        factors = self.level_factors(grid)
+        level_cells = self.level_cells(grid)
         macs = cells = 0
         for block in self.blocks:
             if block.level is not None:
-                f = factors[block.level]
-                (ya, yb), (xa, xb) = grid.cell_span(f, "y"), grid.cell_span(f, "x")
-                cells = (yb - ya) * (xb - xa)
+                cells = level_cells[block.level]
             for layer in block.layers():
                 macs += layer.affine.weight.numel() + layer.in_channels * layer.out_channels * (cells + layer.rank)
             macs += block.torgb.affine.weight.numel() + block.torgb.weight.numel() * cells
