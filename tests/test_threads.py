@@ -10,7 +10,7 @@ import threading
 import pytest
 import torch
 
-from inrgan.models import synthesis, threads
+from inrgan.models import native, synthesis, threads
 from inrgan.models.fmm import affine_styles
 from test_fast_paths import _close, _generator, _render
 
@@ -57,7 +57,10 @@ def _intra_op(G, ws, **kw):
     ("inr-gan-bil", 128, 2, {}),  # per-sample spatial normalisation, bilinear upsampling
     ("every-option", 16, 4, dict(height=32, width=32)),  # predicted basis and biases, sigmoid FMM
 ])
-def test_sample_parallel_equals_the_intra_op_path_and_the_reference(name, res, batch, kw, calls):
+def test_sample_parallel_equals_the_intra_op_path_and_the_reference(name, res, batch, kw, calls, monkeypatch):
+    kernel_calls = []
+    real = native.heads
+    monkeypatch.setattr(native, "heads", lambda *a: kernel_calls.append(1) or real(*a))
     G = _generator(name, res)
     torch.manual_seed(2)
     ws = G.mapping(torch.randn(batch, G.z_dim))
@@ -66,10 +69,14 @@ def test_sample_parallel_equals_the_intra_op_path_and_the_reference(name, res, b
         ref = _render(G, ws, fast=False, **kw)
     with torch.inference_mode():
         intra = _intra_op(G, ws, **kw)
-        split = G.synthesis(ws, **kw)
-    assert calls == [(batch, 2)]
+        split = G.synthesis(ws, **kw)  # with the C kernels where a compiler is found
+        assert bool(kernel_calls) == (native.library() is not None)
+        G.synthesis.native = False
+        split_torch = G.synthesis(ws, **kw)
+    assert calls == [(batch, 2)] * 2
     _close(split, ref)
     _close(split, intra)
+    _close(split_torch, ref)
 
 
 def test_the_heads_shared_out_by_rows_equal_the_whole_heads():
@@ -149,6 +156,7 @@ def test_the_bench_reports_and_switches_the_split(on, calls, monkeypatch):
     monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype: peak(device, dtype, n=256, repeats=1))
     r = bench_forward(BenchSpec(preset="cpu-32", resolution=16, batch=2, repeats=2, warmup=1, sample_parallel=on))
     assert r["sample_parallel"] is on
+    assert r["native_kernels"] is (on and native.library() is not None)
     assert calls == ([(2, 2)] * 3 if on else [])
 
 

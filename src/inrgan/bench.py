@@ -46,6 +46,7 @@ class BenchSpec:
     compile: bool = False  # torch.compile the networks
     reference: bool = False  # the plain reference path instead of the fast one
     sample_parallel: bool = True  # forward on the CPU: the batch split over single-threaded workers
+    native: bool = True  # forward on the CPU: one-thread workers run inrgan's C kernels (models/native.py)
     warmup: int = 1
     repeats: int = 5  # timed batches (forward) or rounds of r1_interval training steps (train)
     threads: int | None = None  # torch intra-op threads (default: torch's, the physical cores)
@@ -80,6 +81,8 @@ class BenchSpec:
             raise ValueError("--compare-full goes with --mode forward")
         if not self.sample_parallel and self.mode != "forward":
             raise ValueError("--no-sample-parallel goes with --mode forward")
+        if not self.native and self.mode != "forward":
+            raise ValueError("--no-native goes with --mode forward")
         if (self.g_tile is not None or self.d_checkpoint or self.r1_batch is not None) and self.mode != "train":
             raise ValueError("--g-tile, --d-checkpoint and --r1-batch go with --mode train")
         if self.compare_full and self.render_height is None and self.render_width is None:
@@ -205,12 +208,13 @@ def _autocast(device: torch.device, amp: torch.dtype | None):
 
 def bench_forward(spec: BenchSpec) -> dict[str, Any]:
     """Inference of G (mapping + synthesis) on ``batch`` fresh latents per call."""
-    from .models import Generator
+    from .models import Generator, native
 
     device, amp, preset = _setup(spec)
     G = Generator(preset.G).eval().requires_grad_(False).to(device)
     G.synthesis.fast = not spec.reference
     G.synthesis.sample_parallel = spec.sample_parallel
+    G.synthesis.native = spec.native
     h = spec.render_height or preset.G.resolution
     w = spec.render_width or preset.G.resolution
     costs = inr_costs(G.synthesis, h, w)
@@ -235,6 +239,9 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
     executed = sum(c.executed_macs for c in costs) / 1e9
     hyper = hyper_macs(G) / 1e9
     img_per_s = spec.batch / best
+    split = bool(G.synthesis.fast and not spec.compile and G.synthesis.sample_parallel_threads(
+        spec.batch, device, G.synthesis.make_grid(h, w)))
+    one_thread = torch.get_num_threads() == 1
     return {
         "img_per_s": img_per_s,
         "ms_per_batch": best * 1000,
@@ -249,8 +256,9 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
         "executed_fraction_of_peak": 2 * (executed + hyper) * img_per_s / peak,
         "hyper_gmac_per_img": hyper,
         "render": [h, w],
-        "sample_parallel": bool(G.synthesis.fast and not spec.compile and G.synthesis.sample_parallel_threads(
-            spec.batch, device, G.synthesis.make_grid(h, w))),
+        "sample_parallel": split,
+        "native_kernels": bool(G.synthesis.fast and not spec.compile and spec.native and (split or one_thread)
+                               and device.type == "cpu" and native.library() is not None),
         **compared,
         **_context(spec, device),
     }

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import native
 from .layers import EqualLinear, lrelu_gain
 
 DEMOD_EPS = 1e-8
@@ -94,12 +95,17 @@ def fmm_weight_fast(
     modulation: str = "linear",
     demodulate: bool = True,
     gain: float = 1.0,
+    use_native: bool = False,
 ) -> Tensor:
-    """:func:`fmm_weight` times ``gain``, in fewer passes over the [B, c_out, c_in] result."""
+    """:func:`fmm_weight` times ``gain``, in fewer passes over the [B, c_out, c_in] result (one pass, by the
+    C kernel of :mod:`.native`, with ``use_native`` where it applies)."""
     if modulation != "linear":
         return fmm_weight(weight, styles, rank, modulation, demodulate) * gain
     c_out, c_in = weight.shape
     a, b = fmm_factors(styles, c_out, c_in, rank)  # [B, c_out, r], [B, r, c_in]
+    lib = _native_library(use_native, rank, weight, styles)
+    if lib is not None:
+        return native.fmm_weight(lib, weight, a, b, 1 / math.sqrt(rank), demodulate, DEMOD_EPS, c_in, (gain, 1.0))[0]
     w = torch.bmm(a, b)  # [B, c_out, c_in]
     if torch.is_grad_enabled() and (styles.requires_grad or weight.requires_grad):
         w = torch.addcmul(weight, w, weight, value=1 / math.sqrt(rank))  # W_s (1 + A B / sqrt r)
@@ -121,18 +127,24 @@ def fmm_weight_split(
     gains: tuple[float, float],
     modulation: str = "linear",
     demodulate: bool = True,
+    use_native: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """:func:`fmm_weight` cut at input channel ``split`` into two contiguous parts, times ``gains``.
 
     Returns ([B, c_out, split] * gains[0], [B, c_out, c_in - split] * gains[1]). The parts are made
     directly (no full weight to cut and copy), in place without autograd, with the same operations either
-    way, so a model gives bit-identical outputs whether or not it requires grad. The demodulation uses the
-    norm of both parts.
+    way, so a model gives bit-identical outputs whether or not it requires grad (the C kernel of
+    :mod:`.native`, taken with ``use_native`` where it applies, agrees to rounding). The demodulation uses
+    the norm of both parts.
     """
     c_out, c_in = weight.shape
     if modulation != "linear":
         w = fmm_weight_fast(weight, styles, rank, modulation, demodulate)
         return (w[:, :, :split] * gains[0]).contiguous(), (w[:, :, split:] * gains[1]).contiguous()
+    lib = _native_library(use_native, rank, weight, styles) if 0 < split < c_in else None
+    if lib is not None:
+        a, b = fmm_factors(styles, c_out, c_in, rank)
+        return native.fmm_weight(lib, weight, a, b, 1 / math.sqrt(rank), demodulate, DEMOD_EPS, split, gains)
     inplace = not (torch.is_grad_enabled() and (styles.requires_grad or weight.requires_grad))
     a, b = fmm_factors(styles, c_out, c_in, rank)  # [B, c_out, r], [B, r, c_in]
     parts = []
@@ -148,6 +160,13 @@ def fmm_weight_split(
         d = 1 / (sq.sqrt() + DEMOD_EPS)  # [B, c_out, 1]
         scales = [d * g for g in gains]
     return tuple(p.mul_(s) if inplace else p * s for p, s in zip(parts, scales, strict=True))
+
+
+def _native_library(use_native: bool, rank: int, weight: Tensor, styles: Tensor):
+    """The native kernels where asked for and they apply to these operands (:func:`.native.applies`), else None."""
+    if not use_native or rank > native.MAX_RANK or not native.applies(weight, styles):
+        return None
+    return native.library()
 
 
 def fmm_linear(x: Tensor, w: Tensor) -> Tensor:
@@ -211,18 +230,21 @@ class FMMLayer(nn.Module):
         bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)
         return shared, styles[:, :n_mod], bias
 
-    def inr_params(self, w: Tensor, gain: float = 1.0, styles: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inr_params(self, w: Tensor, gain: float = 1.0, styles: Tensor | None = None,
+                   use_native: bool = False) -> tuple[Tensor, Tensor]:
         """The INR parameters predicted from w [B, w_dim] (or from its precomputed ``styles``): weight
-        [B, c_out, c_in] (times ``gain``) and bias [B or 1, c_out]."""
+        [B, c_out, c_in] (times ``gain``) and bias [B or 1, c_out]. ``use_native``: see :func:`fmm_weight_fast`."""
         shared, styles, bias = self._predicted(w, styles)
-        return fmm_weight_fast(shared, styles, self.rank, self.modulation, self.demodulate, gain), bias
+        weight = fmm_weight_fast(shared, styles, self.rank, self.modulation, self.demodulate, gain, use_native)
+        return weight, bias
 
-    def inr_params_split(self, w: Tensor, split: int, gains: tuple[float, float],
-                         styles: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def inr_params_split(self, w: Tensor, split: int, gains: tuple[float, float], styles: Tensor | None = None,
+                         use_native: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`inr_params` with the weight cut at input channel ``split``: (weight[:, :, :split] * gains[0],
         weight[:, :, split:] * gains[1], bias), both parts contiguous."""
         shared, styles, bias = self._predicted(w, styles)
-        first, second = fmm_weight_split(shared, styles, self.rank, split, gains, self.modulation, self.demodulate)
+        first, second = fmm_weight_split(shared, styles, self.rank, split, gains, self.modulation, self.demodulate,
+                                         use_native)
         return first, second, bias
 
     def extra_repr(self) -> str:

@@ -217,6 +217,9 @@ class SynthesisNetwork(nn.Module):
         # CPU inference splits a batch of at least torch.get_num_threads() samples over single-threaded
         # workers (see .threads); False keeps intra-op parallelism.
         self.sample_parallel = True
+        # Inference on one thread (a sample-parallel worker, or torch set to one thread) runs the affine heads
+        # and the modulated weights through the C kernels of .native where they can be built; False: torch.
+        self.native = True
 
     # ------------------------------------------------------------------------------------------
     def level_factors(self, grid: RenderGrid) -> list[int]:
@@ -313,7 +316,8 @@ class SynthesisNetwork(nn.Module):
         whole batch; then every thread makes and renders the INR parameters of its own samples.
         """
         heads = self.head_inputs(ws)
-        flat = threads.shared_styles([pair for block in heads for pair in block], n_threads)  # [B, n] each
+        pairs = [pair for block in heads for pair in block]
+        flat = threads.shared_styles(pairs, n_threads, self.native)  # [B, n] each
         groups = threads.sample_groups(ws.shape[0], n_threads)
 
         def render(t: int) -> Tensor:
@@ -424,15 +428,15 @@ class SynthesisNetwork(nn.Module):
                 n_x = block.in_channels  # input channels from the previous level; the rest are coordinates
                 if n_x:
                     # [B, c_out, n_x], [B, c_out, c_emb], [B or 1, c_out]
-                    x_part, emb_part, bias = layer.inr_params_split(w, n_x, (LRELU_GAIN, 1.0), pre[k])
+                    x_part, emb_part, bias = layer.inr_params_split(w, n_x, (LRELU_GAIN, 1.0), pre[k], self.native)
                     layers.append(INRLayer(x_part, bias, emb_weight=emb_part))
                 else:
-                    weight, bias = layer.inr_params(w, styles=pre[k])
+                    weight, bias = layer.inr_params(w, styles=pre[k], use_native=self.native)
                     layers.append(INRLayer(None, bias, emb_weight=weight))
             elif layer.instance_norm:
-                layers.append(INRLayer(*layer.inr_params(w, styles=pre[k]), normalize=True))
+                layers.append(INRLayer(*layer.inr_params(w, styles=pre[k], use_native=self.native), normalize=True))
             else:
-                layers.append(INRLayer(*layer.inr_params(w, gain=LRELU_GAIN, styles=pre[k])))
+                layers.append(INRLayer(*layer.inr_params(w, LRELU_GAIN, pre[k], self.native)))
         rgb_weight, rgb_bias = block.torgb.inr_params(block_ws[block.num_conv], pre[block.num_conv])
         basis = None
         if block.level is not None and self.embeddings[block.level].depends_on_w:

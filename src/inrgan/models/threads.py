@@ -24,6 +24,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from . import native
 from .fmm import affine_styles_t
 from .layers import EqualLinear
 
@@ -99,17 +100,40 @@ def run_on_pool(threads: int, fn: Callable[[int], T]) -> list[T]:
     return list(pool(threads).map(call, range(threads)))
 
 
-def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int) -> list[Tensor]:
-    """Every head's output [B, n] (as :func:`~.fmm.affine_styles`), the rows shared out over the pool's threads."""
+def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> list[Tensor]:
+    """Every head's output [B, n] (as :func:`~.fmm.affine_styles`), the rows shared out over the pool's threads.
+
+    With ``use_native`` the heads run through the C kernel of :mod:`.native` where it applies (fp32, no
+    autograd, the kernels built), writing straight into the outputs; otherwise through torch's product.
+    """
     batch = heads[0][1].shape[0]
     out = [w.new_empty(batch, head.weight.shape[0]) for head, w in heads]
+    lib = None
+    if use_native and all(head.activation == "linear" and native.applies(head.weight, w, one_thread=False)
+                       for head, w in heads):
+        lib = native.library()
+    if lib is not None:
+        inputs = [(w.contiguous(), _head_bias(head)) for head, w in heads]
 
-    def rows(t: int) -> None:
-        for (head, w), buf in zip(heads, out, strict=True):
-            n = head.weight.shape[0]
-            r0, r1 = n * t // threads, n * (t + 1) // threads
-            if r1 > r0:
-                buf[:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns of [B, n]
+        def rows(t: int) -> None:
+            for (head, _), (w, bias), buf in zip(heads, inputs, out, strict=True):
+                n = head.weight.shape[0]
+                native.heads(lib, head.weight, w, bias, head.weight_gain, buf, n * t // threads, n * (t + 1) // threads)
+    else:
+
+        def rows(t: int) -> None:
+            for (head, w), buf in zip(heads, out, strict=True):
+                n = head.weight.shape[0]
+                r0, r1 = n * t // threads, n * (t + 1) // threads
+                if r1 > r0:
+                    buf[:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns of [B, n]
 
     run_on_pool(threads, rows)
     return out
+
+
+def _head_bias(head: EqualLinear) -> Tensor | None:
+    """The head's bias [n] with its gain applied, or None."""
+    if head.bias is None or head.bias_gain == 1:
+        return head.bias
+    return head.bias * head.bias_gain

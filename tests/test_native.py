@@ -1,0 +1,189 @@
+"""The C kernels of inrgan.models.native against torch, and how they are built, found and turned off.
+
+The kernels need a C compiler: where none is found these tests are skipped, and the model runs torch's
+kernels (tested here by hiding the compiler).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+from inrgan.models import fmm, native, threads
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(os.environ.get("CC", "cc")) is None and shutil.which("gcc") is None and shutil.which("clang") is None,
+    reason="no C compiler",
+)
+
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = native.library()
+    assert lib is not None, native.unavailable_reason()
+    return lib
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """native's module state reset (restored afterwards), its cache in a fresh folder."""
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_error", None)
+    monkeypatch.setenv("INRGAN_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("k", [512, 37])  # 37: no whole vector, only the scalar tail
+def test_heads_equal_torchs_product(lib, batch, k):
+    torch.manual_seed(batch)
+    n = 300
+    weight, w, bias = torch.randn(n, k), torch.randn(batch, k), torch.randn(n)
+    out = torch.full((batch, n), float("nan"))
+    # three row ranges, as three threads would share them (one of them a partial block of 64 rows)
+    for r0, r1 in [(0, 70), (70, 71), (71, n)]:
+        native.heads(lib, weight, w, bias, 0.25, out, r0, r1)
+    ref = torch.addmm(bias[:, None].double(), weight.double(), w.double().t(), alpha=0.25).t()
+    assert (out.double() - ref).abs().max().item() < 1e-5 * math.sqrt(k)
+    # no bias, and an empty range writes nothing
+    out2 = torch.full((batch, n), 7.0)
+    native.heads(lib, weight, w, None, 1.0, out2, 5, 5)
+    assert (out2 == 7.0).all()
+    native.heads(lib, weight, w, None, 1.0, out2, 0, n)
+    assert torch.allclose(out2, w @ weight.t(), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("c_out,c_in,rank,split", [
+    (512, 512, 10, 512),  # the release's 512-channel layers
+    (512, 688, 10, 176),  # a level's first layer: features of the previous level, then coordinates
+    (37, 45, 3, 45),  # rows not a multiple of 4, columns not of 16
+    (5, 16, 1, 7),
+    (8, 40, 64, 40),  # the largest rank the kernel takes
+])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_weights_equal_torchs(lib, c_out, c_in, rank, split, demodulate):
+    torch.manual_seed(c_out + rank)
+    shared, styles = torch.randn(c_out, c_in), torch.randn(3, (c_out + c_in) * rank)
+    a, b = fmm.fmm_factors(styles, c_out, c_in, rank)
+    first, second = native.fmm_weight(lib, shared, a, b, 1 / math.sqrt(rank), demodulate, fmm.DEMOD_EPS, split,
+                                      (math.sqrt(2), 0.5))
+    ref = fmm.fmm_weight(shared, styles, rank, demodulate=demodulate)
+    scale = ref.abs().max().item()
+    assert (first - ref[:, :, :split] * math.sqrt(2)).abs().max().item() < 2e-6 * scale
+    if split == c_in:
+        assert second is None
+    else:
+        assert (second - ref[:, :, split:] * 0.5).abs().max().item() < 2e-6 * scale
+    assert first.is_contiguous() and first.shape == (3, c_out, split)
+
+
+def test_the_fmm_functions_take_the_kernel_only_where_asked_and_where_it_applies(lib, monkeypatch):
+    seen = []
+    real = native.fmm_weight
+    monkeypatch.setattr(native, "fmm_weight", lambda *a, **k: seen.append(True) or real(*a, **k))
+    torch.manual_seed(0)
+    shared, styles = torch.randn(24, 40), torch.randn(2, 64 * 4)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            ref = fmm.fmm_weight_fast(shared, styles, 4, gain=1.5)
+            out = fmm.fmm_weight_fast(shared, styles, 4, gain=1.5, use_native=True)
+            first, second = fmm.fmm_weight_split(shared, styles, 4, 16, (1.5, 0.5), use_native=True)
+        assert len(seen) == 2
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(torch.cat([first / 1.5, second / 0.5], 2), ref / 1.5, rtol=0, atol=1e-6)
+        # autograd, another dtype, or more than one torch thread: torch's kernels
+        grad_styles = styles.clone().requires_grad_()
+        fmm.fmm_weight_fast(shared, grad_styles, 4, use_native=True)
+        with torch.inference_mode():
+            fmm.fmm_weight_fast(shared.double(), styles.double(), 4, use_native=True)
+            torch.set_num_threads(2)
+            fmm.fmm_weight_fast(shared, styles, 4, use_native=True)
+        assert len(seen) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bad_operands_are_named(lib):
+    w = torch.randn(4, 8)
+    with pytest.raises(ValueError, match="do not match"):
+        native.heads(lib, torch.randn(10, 9), w, None, 1.0, torch.empty(4, 10), 0, 10)
+    with pytest.raises(ValueError, match="outside"):
+        native.heads(lib, torch.randn(10, 8), w, None, 1.0, torch.empty(4, 10), 5, 11)
+    with pytest.raises(ValueError, match="bias"):
+        native.heads(lib, torch.randn(10, 8), w, torch.randn(9), 1.0, torch.empty(4, 10), 0, 10)
+    with pytest.raises(ValueError, match="rank at most"):
+        native.fmm_weight(lib, torch.randn(4, 4), torch.randn(1, 4, 65), torch.randn(1, 65, 4), 1.0, True, 1e-8, 4,
+                          (1.0, 1.0))
+    with pytest.raises(ValueError, match="split"):
+        native.fmm_weight(lib, torch.randn(4, 4), torch.randn(1, 4, 2), torch.randn(1, 2, 4), 1.0, True, 1e-8, 0,
+                          (1.0, 1.0))
+
+
+def test_the_library_is_built_once_into_the_cache_and_loaded_from_it(fresh, monkeypatch):
+    assert native.library() is not None
+    built = list(fresh.glob("native-*.so"))
+    assert len(built) == 1 and not list(fresh.glob("*.tmp*")) and len(list(fresh.iterdir())) == 1
+    stamp = built[0].stat().st_mtime_ns
+    # another process (module state reset) loads the same file without compiling
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_build", lambda *a: pytest.fail("compiled again"))
+    assert native.library() is not None
+    assert built[0].stat().st_mtime_ns == stamp
+
+
+def test_an_unwritable_cache_builds_for_the_process(fresh, monkeypatch):
+    fresh.parent.joinpath("cache").write_text("a file where the folder should be")
+    assert native.library() is not None
+    assert fresh.read_text() == "a file where the folder should be"  # nothing overwritten
+
+
+def test_a_failed_build_leaves_no_file_and_falls_back_to_torch(fresh, monkeypatch, tmp_path):
+    bad = tmp_path / "bad.c"
+    bad.write_text("this is not C\n")
+    monkeypatch.setattr(native, "SOURCE", bad)
+    with pytest.warns(RuntimeWarning, match="could not build bad.c"):
+        assert native.library() is None
+    assert "bad.c" in native.unavailable_reason()
+    assert not fresh.exists() or not list(fresh.iterdir())  # the temporary file was removed
+
+
+def test_no_compiler_or_switched_off_falls_back_to_torch(fresh, monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setenv("PATH", "")
+    with pytest.warns(RuntimeWarning, match="no C compiler"):
+        assert native.library() is None
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setenv("INRGAN_NATIVE", "0")
+    assert native.library() is None and native.unavailable_reason() == "turned off by INRGAN_NATIVE"
+
+
+def test_a_model_renders_the_same_without_the_kernels(monkeypatch):
+    from test_fast_paths import _close, _generator
+
+    monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 0)
+    calls = []
+    real = native.heads
+    monkeypatch.setattr(native, "heads", lambda *a: calls.append(1) or real(*a))
+    G = _generator("inr-gan", 64)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            on = G.synthesis(ws)
+            assert calls, "the kernels did not run"
+            n = len(calls)
+            G.synthesis.native = False
+            off = G.synthesis(ws)
+            assert len(calls) == n
+    finally:
+        torch.set_num_threads(before)
+    _close(on, off)
