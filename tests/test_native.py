@@ -187,3 +187,48 @@ def test_a_model_renders_the_same_without_the_kernels(monkeypatch):
     finally:
         torch.set_num_threads(before)
     _close(on, off)
+
+
+def test_weights_made_per_sample_equal_the_batchs(lib):
+    torch.manual_seed(3)
+    shared, styles = torch.randn(24, 40), torch.randn(3, 64 * 5)
+    lazy = fmm.NativeFMMWeight(lib, shared, styles, 5, True, 1.5)
+    ref = fmm.fmm_weight(shared, styles, 5) * 1.5
+    assert lazy.shape == (3, 24, 40) and lazy.dtype == torch.float32
+    for i in range(3):
+        torch.testing.assert_close(lazy[i], ref[i], rtol=0, atol=2e-6)
+    torch.testing.assert_close(lazy.materialize(), ref, rtol=0, atol=2e-6)
+    assert {id(t) for t in lazy.tensors()} >= {id(lazy.shared)}
+
+
+@pytest.mark.parametrize("threads_", [1, 2])
+def test_renders_with_weights_made_when_used_equal_the_reference(threads_, monkeypatch):
+    """One thread: the plain forward makes its weights per sample; two: the sample-parallel workers do.
+    The 32-channel inr-gan at 64^2 runs its small levels through batched products and its large ones
+    through oneDNN one sample at a time: both take the per-sample weights."""
+    from test_fast_paths import _close, _generator, _render
+
+    monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 0)
+    made = []
+    real = fmm.NativeFMMWeight.__getitem__
+    monkeypatch.setattr(fmm.NativeFMMWeight, "__getitem__", lambda self, i: made.append(i) or real(self, i))
+    G = _generator("inr-gan", 64)
+    torch.manual_seed(4)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    ws = ws + 0.3 * torch.randn_like(ws)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads_)
+        with torch.no_grad():
+            ref = _render(G, ws, fast=False, width=96)
+            assert not made
+            out = G.synthesis(ws, width=96)
+            params = G.synthesis.inr_params(ws)  # asked for directly: plain tensors
+    finally:
+        torch.set_num_threads(before)
+    lazy_layers = sum(1 for b in G.synthesis.blocks for k, layer in enumerate(b.layers())
+                      if not (k == 0 and b.level is not None))
+    # every plain layer's weight made for both samples (a worker of two threads holds one sample: index 0)
+    assert len(made) >= 2 * lazy_layers and sorted(set(made)) == ([0, 1] if threads_ == 1 else [0])
+    assert all(isinstance(layer.weight, torch.Tensor) for p in params for layer in p.layers if layer.weight is not None)
+    _close(out, ref)

@@ -169,6 +169,38 @@ def _native_library(use_native: bool, rank: int, weight: Tensor, styles: Tensor)
     return native.library()
 
 
+class NativeFMMWeight:
+    """FMM weights [B, c_out, c_in] (times a gain), made one sample at a time where a render uses them.
+
+    Made ahead for a whole batch, a render's weights are 10.6 MB per sample at 256^2: written to memory once
+    and read back once, at memory speed. Made by :mod:`.native`'s kernel just before a layer runs on a
+    sample, the weight (1 MB at most) is read back from cache; a render in chunks makes it once per chunk,
+    at r = 10 multiply-adds per weight against a chunk's 2048 per weight. Indexing gives sample ``i``'s
+    weight [c_out, c_in], equal to ``fmm_weight_fast(...)[i]`` up to rounding.
+    """
+
+    def __init__(self, lib, shared: Tensor, styles: Tensor, rank: int, demodulate: bool, gain: float) -> None:
+        c_out, c_in = shared.shape
+        a, b = fmm_factors(styles, c_out, c_in, rank)  # [B, c_out, r], [B, r, c_in]
+        self.lib, self.shared, self.a, self.b = lib, shared.contiguous(), a.contiguous(), b.contiguous()
+        self.scale, self.demodulate, self.gain = 1 / math.sqrt(rank), demodulate, gain
+        self.shape = torch.Size((styles.shape[0], c_out, c_in))
+        self.dtype, self.device = shared.dtype, shared.device
+
+    def __getitem__(self, i: int) -> Tensor:
+        a, b = self.a[i : i + 1], self.b[i : i + 1]
+        return native.fmm_weight(self.lib, self.shared, a, b, self.scale, self.demodulate, DEMOD_EPS,
+                                 self.shape[2], (self.gain, 1.0))[0][0]  # [c_out, c_in]
+
+    def materialize(self) -> Tensor:
+        """All the samples' weights, [B, c_out, c_in]."""
+        return native.fmm_weight(self.lib, self.shared, self.a, self.b, self.scale, self.demodulate, DEMOD_EPS,
+                                 self.shape[2], (self.gain, 1.0))[0]
+
+    def tensors(self) -> list[Tensor]:
+        return [self.shared, self.a, self.b]
+
+
 def fmm_linear(x: Tensor, w: Tensor) -> Tensor:
     """Apply per-sample weights to every pixel: x [B, c_in, H, W], w [B, c_out, c_in] -> [B, c_out, H, W]."""
     batch, c_in, h, wd = x.shape
@@ -230,11 +262,16 @@ class FMMLayer(nn.Module):
         bias = styles[:, n_mod:] if self.predict_bias else self.bias.unsqueeze(0)
         return shared, styles[:, :n_mod], bias
 
-    def inr_params(self, w: Tensor, gain: float = 1.0, styles: Tensor | None = None,
-                   use_native: bool = False) -> tuple[Tensor, Tensor]:
+    def inr_params(self, w: Tensor, gain: float = 1.0, styles: Tensor | None = None, use_native: bool = False,
+                   lazy: bool = False) -> tuple[Tensor | NativeFMMWeight, Tensor]:
         """The INR parameters predicted from w [B, w_dim] (or from its precomputed ``styles``): weight
-        [B, c_out, c_in] (times ``gain``) and bias [B or 1, c_out]. ``use_native``: see :func:`fmm_weight_fast`."""
+        [B, c_out, c_in] (times ``gain``) and bias [B or 1, c_out]. ``use_native``: see :func:`fmm_weight_fast`;
+        with ``lazy`` too, the weight is a :class:`NativeFMMWeight` where the kernel applies."""
         shared, styles, bias = self._predicted(w, styles)
+        if lazy and self.modulation == "linear":
+            lib = _native_library(use_native, self.rank, shared, styles)
+            if lib is not None:
+                return NativeFMMWeight(lib, shared, styles, self.rank, self.demodulate, gain), bias
         weight = fmm_weight_fast(shared, styles, self.rank, self.modulation, self.demodulate, gain, use_native)
         return weight, bias
 

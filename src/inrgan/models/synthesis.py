@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import GeneratorConfig
 from . import threads
 from .coords import CoordEmbedding, RenderGrid, default_bbox
-from .fmm import FMMLayer, ToRGB
+from .fmm import FMMLayer, NativeFMMWeight, ToRGB
 from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
 
 
@@ -103,7 +103,7 @@ class INRLayer:
     features. Both are contiguous (oneDNN is very slow on strided weights).
     """
 
-    weight: Tensor | None  # [B, c_out, c_in]
+    weight: Tensor | NativeFMMWeight | None  # [B, c_out, c_in]; made per sample when used (inference, native)
     bias: Tensor  # [B or 1, c_out]
     emb_weight: Tensor | None = None  # [B, c_out, c_emb]
     normalize: bool = False  # -bil: divide the input by its spatial std first
@@ -117,8 +117,10 @@ class BlockINR:
 
     def tensors(self) -> list[Tensor]:
         layers = [*self.layers, self.torgb]
-        return [t for layer in layers for t in (layer.weight, layer.bias, layer.emb_weight) if t is not None] + (
-            [self.basis] if self.basis is not None else [])
+        out = [self.basis] if self.basis is not None else []
+        for t in (t for layer in layers for t in (layer.weight, layer.bias, layer.emb_weight)):
+            out += t.tensors() if isinstance(t, NativeFMMWeight) else [] if t is None else [t]
+        return out
 
 
 def _upsample_maps(p: Tensor, up: int, crop_y: int, crop_x: int, h: int, w: int, mode: str) -> Tensor:
@@ -159,6 +161,12 @@ def _linear(layer: INRLayer, a: Tensor) -> Tensor:
     if layer.normalize:
         # x / (std(x) + eps) with x = sqrt(2) a, the reference's formula, on the pre-gain a.
         a = a / (a.std(dim=1, keepdim=True) + 1e-8 / LRELU_GAIN)
+    if isinstance(layer.weight, NativeFMMWeight):  # one sample at a time, its weight made here
+        bias = layer.bias.to(a.dtype)
+        out = a.new_empty(a.shape[0], a.shape[1], layer.weight.shape[1])
+        for b in range(a.shape[0]):
+            torch.addmm(bias[b if bias.shape[0] > 1 else 0], a[b], layer.weight[b].to(a.dtype).t(), out=out[b])
+        return out
     weight = layer.weight.to(a.dtype).transpose(1, 2)  # [B, c_in, c_out], a view
     return torch.baddbmm(layer.bias[:, None, :].to(a.dtype), a, weight)
 
@@ -272,7 +280,7 @@ class SynthesisNetwork(nn.Module):
             n_threads = 0 if torch.is_grad_enabled() else self.sample_parallel_threads(ws.shape[0], ws.device, grid)
             if n_threads:
                 return self.render_sample_parallel(ws, grid, tile, n_threads)
-            params = self.inr_params(ws)  # once for all tiles
+            params = self.inr_params(ws, lazy=True)  # once for all tiles
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(ws, window, params))
         return self.render_tiled(grid, tile, lambda window: self.render_window(ws, window))
 
@@ -324,7 +332,7 @@ class SynthesisNetwork(nn.Module):
             b0, b1 = groups[t]  # one group per thread: the batch has at least one sample per thread
             it = iter(flat)
             styles = [[next(it)[b0:b1] for _ in block] for block in heads]  # [b, n] each, contiguous
-            params = self.inr_params(ws[b0:b1], styles)
+            params = self.inr_params(ws[b0:b1], styles, lazy=True)
             return self.render_tiled(grid, tile, lambda window: self.render_window_fast(None, window, params))
 
         return torch.cat(threads.run_on_pool(n_threads, render))
@@ -401,13 +409,15 @@ class SynthesisNetwork(nn.Module):
     # ------------------------------------------------------------------------------------------
     # The fast path.
 
-    def inr_params(self, ws: Tensor, styles: list[list[Tensor]] | None = None) -> list[BlockINR]:
+    def inr_params(self, ws: Tensor, styles: list[list[Tensor]] | None = None, lazy: bool = False) -> list[BlockINR]:
         """The per-sample INR parameters for ws [B, num_ws, w_dim], per block, with the gains folded in.
 
         ``styles`` are the affine heads' outputs, per block in :meth:`head_inputs` order, where the caller
-        computed them already (the sample-parallel path shares them out).
+        computed them already (the sample-parallel path shares them out). ``lazy``: where the native kernels
+        apply (inference on one thread), the plain layers' weights are :class:`~.fmm.NativeFMMWeight`, made
+        per sample when the render uses them.
         """
-        return [self.block_inr(ws, i, None if styles is None else styles[i]) for i in range(len(self.blocks))]
+        return [self.block_inr(ws, i, None if styles is None else styles[i], lazy) for i in range(len(self.blocks))]
 
     def head_inputs(self, ws: Tensor) -> list[list[tuple[EqualLinear, Tensor]]]:
         """Every affine head with the w [B, w_dim] it reads, per block: the FMM layers, then the ToRGB."""
@@ -417,8 +427,9 @@ class SynthesisNetwork(nn.Module):
             out.append([(head, ws[:, w_idx + k]) for k, head in enumerate(heads)])
         return out
 
-    def block_inr(self, ws: Tensor, i: int, styles: list[Tensor] | None = None) -> BlockINR:
-        """Block ``i``'s per-sample INR parameters (from its heads' precomputed ``styles`` where given)."""
+    def block_inr(self, ws: Tensor, i: int, styles: list[Tensor] | None = None, lazy: bool = False) -> BlockINR:
+        """Block ``i``'s per-sample INR parameters (from its heads' precomputed ``styles`` where given;
+        ``lazy``: see :meth:`inr_params`)."""
         block, w_idx = self.blocks[i], self.block_w_idx[i]
         block_ws = ws[:, w_idx : w_idx + block.num_conv + 1].unbind(1)
         pre = [None] * (block.num_conv + 1) if styles is None else styles
@@ -434,9 +445,9 @@ class SynthesisNetwork(nn.Module):
                     weight, bias = layer.inr_params(w, styles=pre[k], use_native=self.native)
                     layers.append(INRLayer(None, bias, emb_weight=weight))
             elif layer.instance_norm:
-                layers.append(INRLayer(*layer.inr_params(w, styles=pre[k], use_native=self.native), normalize=True))
+                layers.append(INRLayer(*layer.inr_params(w, 1.0, pre[k], self.native, lazy), normalize=True))
             else:
-                layers.append(INRLayer(*layer.inr_params(w, LRELU_GAIN, pre[k], self.native)))
+                layers.append(INRLayer(*layer.inr_params(w, LRELU_GAIN, pre[k], self.native, lazy)))
         rgb_weight, rgb_bias = block.torgb.inr_params(block_ws[block.num_conv], pre[block.num_conv])
         basis = None
         if block.level is not None and self.embeddings[block.level].depends_on_w:
