@@ -98,13 +98,11 @@ def test_the_fmm_functions_take_the_kernel_only_where_asked_and_where_it_applies
         assert len(seen) == 2
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
         torch.testing.assert_close(torch.cat([first / 1.5, second / 0.5], 2), ref / 1.5, rtol=0, atol=1e-6)
-        # autograd, another dtype, or more than one torch thread: torch's kernels
+        # autograd or another dtype: torch's kernels
         grad_styles = styles.clone().requires_grad_()
         fmm.fmm_weight_fast(shared, grad_styles, 4, use_native=True)
         with torch.inference_mode():
             fmm.fmm_weight_fast(shared.double(), styles.double(), 4, use_native=True)
-            torch.set_num_threads(2)
-            fmm.fmm_weight_fast(shared, styles, 4, use_native=True)
         assert len(seen) == 2
     finally:
         torch.set_num_threads(before)
@@ -211,7 +209,8 @@ def test_renders_with_weights_made_when_used_equal_the_reference(threads_, monke
     monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 0)
     made = []
     real = fmm.NativeFMMWeight.__getitem__
-    monkeypatch.setattr(fmm.NativeFMMWeight, "__getitem__", lambda self, i: made.append(i) or real(self, i))
+    monkeypatch.setattr(fmm.NativeFMMWeight, "__getitem__",
+                        lambda self, i: (isinstance(i, int) and made.append(i)) or real(self, i))
     G = _generator("inr-gan", 64)
     torch.manual_seed(4)
     ws = G.mapping(torch.randn(2, G.z_dim))

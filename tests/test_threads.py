@@ -198,3 +198,45 @@ def test_the_pool_is_one_per_process_and_per_thread_count(monkeypatch):
         (0, 1, True), (1, 1, True), (2, 1, True)]
     for executor in (child, threads.pool(3)):  # made under the fake pid: the module would not reclaim them
         executor.shutdown()
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_a_failing_head_raises_in_the_caller_instead_of_hanging(use_native, monkeypatch):
+    G = _generator("inr-gan", 64)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    heads = [pair for block in G.synthesis.head_inputs(ws) for pair in block]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a worker failed")
+
+    monkeypatch.setattr(native, "heads", broken)
+    monkeypatch.setattr(threads, "affine_styles_t", broken)
+    with torch.inference_mode():
+        state = threads.start_shared_styles(heads, 2, use_native)
+        with pytest.raises(RuntimeError, match="a worker failed"):
+            state.wait(len(heads))
+        with pytest.raises(RuntimeError, match="a worker failed"):
+            G.synthesis(ws)  # the render fails the same way; the pool still works afterwards
+    monkeypatch.undo()
+    with torch.inference_mode():
+        assert G.synthesis(ws).shape == (2, 3, 64, 64)
+
+
+def test_the_parameters_of_a_sample_group_are_those_samples():
+    G = _generator("inr-gan", 64)
+    ws = G.mapping(torch.randn(3, G.z_dim))
+    with torch.inference_mode():
+        params = G.synthesis.inr_params(ws, lazy=True, use_native=native.library() is not None)
+        for block in params:
+            part = block.select(1, 3)
+            for whole, mine in zip([*block.layers, block.torgb], [*part.layers, part.torgb], strict=True):
+                for name in ("weight", "emb_weight"):
+                    w, m = getattr(whole, name), getattr(mine, name)
+                    if w is None:
+                        assert m is None
+                        continue
+                    if not isinstance(w, torch.Tensor):  # made when used
+                        assert m.shape == (2, *w.shape[1:])
+                        w, m = w.materialize(), m.materialize()
+                    assert torch.equal(m, w[1:3])
+                assert torch.equal(mine.bias, whole.bias if whole.bias.shape[0] == 1 else whole.bias[1:3])

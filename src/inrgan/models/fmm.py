@@ -7,6 +7,7 @@ optionally row-wise L2-normalised ("demodulated"). StyleGAN2's modulation is the
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -163,7 +164,9 @@ def fmm_weight_split(
 
 
 def _native_library(use_native: bool, rank: int, weight: Tensor, styles: Tensor):
-    """The native kernels where asked for and they apply to these operands (:func:`.native.applies`), else None."""
+    """The native kernels where asked for and they apply to these operands (:func:`.native.applies`), else None.
+
+    The kernels are single-threaded: callers ask for them where torch would run on one thread too."""
     if not use_native or rank > native.MAX_RANK or not native.applies(weight, styles):
         return None
     return native.library()
@@ -187,7 +190,13 @@ class NativeFMMWeight:
         self.shape = torch.Size((styles.shape[0], c_out, c_in))
         self.dtype, self.device = shared.dtype, shared.device
 
-    def __getitem__(self, i: int) -> Tensor:
+    def __getitem__(self, i: int | slice) -> Tensor | NativeFMMWeight:
+        """Sample ``i``'s weight [c_out, c_in], made now; or, for a slice, the weights of those samples."""
+        if isinstance(i, slice):
+            part = copy.copy(self)
+            part.a, part.b = self.a[i], self.b[i]
+            part.shape = torch.Size((part.a.shape[0], *self.shape[1:]))
+            return part
         a, b = self.a[i : i + 1], self.b[i : i + 1]
         return native.fmm_weight(self.lib, self.shared, a, b, self.scale, self.demodulate, DEMOD_EPS,
                                  self.shape[2], (self.gain, 1.0))[0][0]  # [c_out, c_in]

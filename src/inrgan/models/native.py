@@ -4,9 +4,10 @@ Two parts of a forward cost the same at any render size and dominate a small one
 "Native kernels"): the affine heads, a stream over 238 MB of weights at 256^2 with a few multiply-adds per
 weight, which torch's matrix product runs at about half the memory's speed; and the modulated weights
 W_s (1 + A B / sqrt r), which torch makes in four passes over [B, c_out, c_in] (product, multiply, norm,
-scale). The C kernels do each in one pass. They run single-threaded, one call per sample-parallel worker
-(or wherever torch runs on one thread), fp32, without autograd; everything else takes torch's path, and so
-does every call when the kernels are off or could not be built.
+scale). The C kernels do each in one pass. They are single-threaded: the synthesis network takes them where
+torch would run on one thread as well (the sample-parallel path, or torch set to one thread), fp32, without
+autograd; everything else takes torch's path, and so does every call when the kernels are off or could not
+be built.
 
 The library is compiled with ``$CC`` (default ``cc``) and ``-O3 -march=native`` into
 ``$INRGAN_CACHE_DIR`` (default ``$XDG_CACHE_HOME/inrgan`` or ``~/.cache/inrgan``), named by a hash of the
@@ -125,11 +126,9 @@ def unavailable_reason() -> str | None:
     return _error
 
 
-def applies(*tensors: Tensor, one_thread: bool = True) -> bool:
-    """Whether the kernels can take these operands: fp32 CPU tensors, no autograd, and (``one_thread``) torch
-    on one thread here: the kernels are single-threaded, so with more threads torch's parallel ones run."""
-    if one_thread and torch.get_num_threads() != 1:
-        return False
+def applies(*tensors: Tensor) -> bool:
+    """Whether the kernels can take these operands: fp32 CPU tensors, without autograd. The kernels are
+    single-threaded: callers take them where torch would run on one thread too (a sample-parallel worker)."""
     grad = torch.is_grad_enabled()
     return all(t.device.type == "cpu" and t.dtype == torch.float32 and not (grad and t.requires_grad)
                for t in tensors)

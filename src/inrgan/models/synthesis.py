@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import GeneratorConfig
-from . import threads
+from . import native, threads
 from .coords import CoordEmbedding, RenderGrid, default_bbox
 from .fmm import FMMLayer, NativeFMMWeight, ToRGB
 from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
@@ -108,12 +108,23 @@ class INRLayer:
     emb_weight: Tensor | None = None  # [B, c_out, c_emb]
     normalize: bool = False  # -bil: divide the input by its spatial std first
 
+    def select(self, b0: int, b1: int) -> INRLayer:
+        """Samples ``b0:b1`` (a bias shared by the batch stays shared)."""
+        return INRLayer(None if self.weight is None else self.weight[b0:b1],
+                        self.bias if self.bias.shape[0] == 1 else self.bias[b0:b1],
+                        None if self.emb_weight is None else self.emb_weight[b0:b1], self.normalize)
+
 
 @dataclass
 class BlockINR:
     layers: list[INRLayer]
     torgb: INRLayer
     basis: Tensor | None = None  # a level's first block: its predicted coordinate basis [B, n, 3], if any
+
+    def select(self, b0: int, b1: int) -> BlockINR:
+        """Samples ``b0:b1``."""
+        return BlockINR([layer.select(b0, b1) for layer in self.layers], self.torgb.select(b0, b1),
+                        None if self.basis is None else self.basis[b0:b1])
 
     def tensors(self) -> list[Tensor]:
         layers = [*self.layers, self.torgb]
@@ -320,20 +331,27 @@ class SynthesisNetwork(nn.Module):
     def render_sample_parallel(self, ws: Tensor, grid: RenderGrid, tile: int | None, n_threads: int) -> Tensor:
         """The fast render without autograd, the batch split over ``n_threads`` single-threaded workers.
 
-        The affine heads run first, their rows shared out so that the threads read each weight once for the
-        whole batch; then every thread makes and renders the INR parameters of its own samples.
+        The affine heads run first on the workers, their rows shared out so that each weight is read once for
+        the whole batch. Meanwhile this thread makes every block's INR parameters as soon as the block's heads
+        are done (Python work, which the workers' kernels leave it the time for: they hold no lock), for the
+        whole batch at once; then every worker renders its own samples.
         """
         heads = self.head_inputs(ws)
         pairs = [pair for block in heads for pair in block]
-        flat = threads.shared_styles(pairs, n_threads, self.native)  # [B, n] each
+        shared = threads.start_shared_styles(pairs, n_threads, self.native)  # [B, n] each, being filled
+        use_native = self.native and all(native.applies(head.weight, w) for head, w in pairs)
+        params, done = [], 0
+        for i, block in enumerate(heads):
+            done += len(block)
+            shared.wait(done)  # the block's heads are complete
+            params.append(self.block_inr(ws, i, shared.out[done - len(block) : done], lazy=True, use_native=use_native))
+        shared.wait(len(pairs))
         groups = threads.sample_groups(ws.shape[0], n_threads)
 
         def render(t: int) -> Tensor:
             b0, b1 = groups[t]  # one group per thread: the batch has at least one sample per thread
-            it = iter(flat)
-            styles = [[next(it)[b0:b1] for _ in block] for block in heads]  # [b, n] each, contiguous
-            params = self.inr_params(ws[b0:b1], styles, lazy=True)
-            return self.render_tiled(grid, tile, lambda window: self.render_window_fast(None, window, params))
+            mine = [p.select(b0, b1) for p in params]
+            return self.render_tiled(grid, tile, lambda window: self.render_window_fast(None, window, mine))
 
         return torch.cat(threads.run_on_pool(n_threads, render))
 
@@ -409,15 +427,20 @@ class SynthesisNetwork(nn.Module):
     # ------------------------------------------------------------------------------------------
     # The fast path.
 
-    def inr_params(self, ws: Tensor, styles: list[list[Tensor]] | None = None, lazy: bool = False) -> list[BlockINR]:
+    def inr_params(self, ws: Tensor, styles: list[list[Tensor]] | None = None, lazy: bool = False,
+                   use_native: bool | None = None) -> list[BlockINR]:
         """The per-sample INR parameters for ws [B, num_ws, w_dim], per block, with the gains folded in.
 
-        ``styles`` are the affine heads' outputs, per block in :meth:`head_inputs` order, where the caller
-        computed them already (the sample-parallel path shares them out). ``lazy``: where the native kernels
-        apply (inference on one thread), the plain layers' weights are :class:`~.fmm.NativeFMMWeight`, made
-        per sample when the render uses them.
+        Args:
+            styles: the affine heads' outputs, per block in :meth:`head_inputs` order, where the caller
+                computed them already.
+            lazy: where the native kernels run, the plain layers' weights are :class:`~.fmm.NativeFMMWeight`,
+                made per sample when the render uses them.
+            use_native: make the weights with the single-threaded C kernels of :mod:`.native` where they
+                apply (inference, fp32). Default: ``self.native`` where torch runs on one thread.
         """
-        return [self.block_inr(ws, i, None if styles is None else styles[i], lazy) for i in range(len(self.blocks))]
+        return [self.block_inr(ws, i, None if styles is None else styles[i], lazy, use_native)
+                for i in range(len(self.blocks))]
 
     def head_inputs(self, ws: Tensor) -> list[list[tuple[EqualLinear, Tensor]]]:
         """Every affine head with the w [B, w_dim] it reads, per block: the FMM layers, then the ToRGB."""
@@ -427,9 +450,13 @@ class SynthesisNetwork(nn.Module):
             out.append([(head, ws[:, w_idx + k]) for k, head in enumerate(heads)])
         return out
 
-    def block_inr(self, ws: Tensor, i: int, styles: list[Tensor] | None = None, lazy: bool = False) -> BlockINR:
+    def block_inr(self, ws: Tensor, i: int, styles: list[Tensor] | None = None, lazy: bool = False,
+                  use_native: bool | None = None) -> BlockINR:
         """Block ``i``'s per-sample INR parameters (from its heads' precomputed ``styles`` where given;
-        ``lazy``: see :meth:`inr_params`)."""
+        ``lazy`` and ``use_native``: see :meth:`inr_params`)."""
+        if use_native is None:
+            use_native = self.native and torch.get_num_threads() == 1
+        lazy = lazy and use_native
         block, w_idx = self.blocks[i], self.block_w_idx[i]
         block_ws = ws[:, w_idx : w_idx + block.num_conv + 1].unbind(1)
         pre = [None] * (block.num_conv + 1) if styles is None else styles
@@ -439,15 +466,15 @@ class SynthesisNetwork(nn.Module):
                 n_x = block.in_channels  # input channels from the previous level; the rest are coordinates
                 if n_x:
                     # [B, c_out, n_x], [B, c_out, c_emb], [B or 1, c_out]
-                    x_part, emb_part, bias = layer.inr_params_split(w, n_x, (LRELU_GAIN, 1.0), pre[k], self.native)
+                    x_part, emb_part, bias = layer.inr_params_split(w, n_x, (LRELU_GAIN, 1.0), pre[k], use_native)
                     layers.append(INRLayer(x_part, bias, emb_weight=emb_part))
                 else:
-                    weight, bias = layer.inr_params(w, styles=pre[k], use_native=self.native)
+                    weight, bias = layer.inr_params(w, styles=pre[k], use_native=use_native)
                     layers.append(INRLayer(None, bias, emb_weight=weight))
             elif layer.instance_norm:
-                layers.append(INRLayer(*layer.inr_params(w, 1.0, pre[k], self.native, lazy), normalize=True))
+                layers.append(INRLayer(*layer.inr_params(w, 1.0, pre[k], use_native, lazy), normalize=True))
             else:
-                layers.append(INRLayer(*layer.inr_params(w, LRELU_GAIN, pre[k], self.native, lazy)))
+                layers.append(INRLayer(*layer.inr_params(w, LRELU_GAIN, pre[k], use_native, lazy)))
         rgb_weight, rgb_bias = block.torgb.inr_params(block_ws[block.num_conv], pre[block.num_conv])
         basis = None
         if block.level is not None and self.embeddings[block.level].depends_on_w:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -87,8 +87,8 @@ def pool(threads: int) -> ThreadPoolExecutor:
         return executor
 
 
-def run_on_pool(threads: int, fn: Callable[[int], T]) -> list[T]:
-    """``[fn(0), ..., fn(threads - 1)]``, one call per pool thread, under the caller's grad mode."""
+def submit_on_pool(threads: int, fn: Callable[[int], T]) -> list[Future[T]]:
+    """Start ``fn(0), ..., fn(threads - 1)`` on the pool's threads, under the caller's grad mode."""
     inference = torch.is_inference_mode_enabled()
     grad = torch.is_grad_enabled()
 
@@ -97,39 +97,82 @@ def run_on_pool(threads: int, fn: Callable[[int], T]) -> list[T]:
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return fn(t)
 
-    return list(pool(threads).map(call, range(threads)))
+    executor = pool(threads)
+    return [executor.submit(call, t) for t in range(threads)]
 
 
-def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> list[Tensor]:
-    """Every head's output [B, n] (as :func:`~.fmm.affine_styles`), the rows shared out over the pool's threads.
+def run_on_pool(threads: int, fn: Callable[[int], T]) -> list[T]:
+    """``[fn(0), ..., fn(threads - 1)]``, one call per pool thread, under the caller's grad mode."""
+    return [f.result() for f in submit_on_pool(threads, fn)]
+
+
+class SharedStyles:
+    """The affine heads' outputs being computed on the pool (:func:`start_shared_styles`)."""
+
+    def __init__(self, out: list[Tensor], threads: int) -> None:
+        self.out = out  # every head's output [B, n], complete for the first heads that wait() has returned on
+        self._done = [0] * threads  # heads finished, per worker
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+
+    def _finished(self, t: int, heads: int) -> None:
+        with self._cond:
+            self._done[t] = heads
+            self._cond.notify_all()
+
+    def _failed(self, err: BaseException) -> None:
+        with self._cond:
+            self._error = err
+            self._cond.notify_all()
+
+    def wait(self, heads: int) -> None:
+        """Block until the first ``heads`` outputs are complete (re-raising a worker's error)."""
+        with self._cond:
+            while min(self._done) < heads and self._error is None:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+
+
+def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> SharedStyles:
+    """Start computing every head's output [B, n] (as :func:`~.fmm.affine_styles`) on the pool, each thread
+    taking its share of every head's rows, head after head; :meth:`SharedStyles.wait` follows their progress.
 
     With ``use_native`` the heads run through the C kernel of :mod:`.native` where it applies (fp32, no
     autograd, the kernels built), writing straight into the outputs; otherwise through torch's product.
     """
     batch = heads[0][1].shape[0]
     out = [w.new_empty(batch, head.weight.shape[0]) for head, w in heads]
+    state = SharedStyles(out, threads)
     lib = None
-    if use_native and all(head.activation == "linear" and native.applies(head.weight, w, one_thread=False)
-                       for head, w in heads):
+    if use_native and all(head.activation == "linear" and native.applies(head.weight, w) for head, w in heads):
         lib = native.library()
-    if lib is not None:
-        inputs = [(w.contiguous(), _head_bias(head)) for head, w in heads]
+    inputs = [(w.contiguous(), _head_bias(head)) for head, w in heads] if lib is not None else None
 
-        def rows(t: int) -> None:
-            for (head, _), (w, bias), buf in zip(heads, inputs, out, strict=True):
-                n = head.weight.shape[0]
-                native.heads(lib, head.weight, w, bias, head.weight_gain, buf, n * t // threads, n * (t + 1) // threads)
-    else:
-
-        def rows(t: int) -> None:
-            for (head, w), buf in zip(heads, out, strict=True):
+    def rows(t: int) -> None:
+        try:
+            for h, ((head, w), buf) in enumerate(zip(heads, out, strict=True)):
                 n = head.weight.shape[0]
                 r0, r1 = n * t // threads, n * (t + 1) // threads
-                if r1 > r0:
+                if inputs is not None:
+                    native.heads(lib, head.weight, inputs[h][0], inputs[h][1], head.weight_gain, buf, r0, r1)
+                elif r1 > r0:
                     buf[:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns of [B, n]
+                state._finished(t, h + 1)
+        except BaseException as err:
+            state._failed(err)
+            raise
 
-    run_on_pool(threads, rows)
-    return out
+    submit_on_pool(threads, rows)
+    return state
+
+
+def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> list[Tensor]:
+    """Every head's output [B, n] (as :func:`~.fmm.affine_styles`), the rows shared out over the pool's threads
+    (:func:`start_shared_styles`, waited for)."""
+    state = start_shared_styles(heads, threads, use_native)
+    state.wait(len(heads))
+    return state.out
 
 
 def _head_bias(head: EqualLinear) -> Tensor | None:
