@@ -147,7 +147,8 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
     lib = None
     if use_native and all(head.activation == "linear" and native.applies(head.weight, w) for head, w in heads):
         lib = native.library()
-    inputs = [(w.contiguous(), _head_bias(head)) for head, w in heads] if lib is not None else None
+    # (the weights as tensors of their own: they keep their storage, whatever happens to the parameters)
+    inputs = [(head.weight.detach(), w.contiguous(), _head_bias(head)) for head, w in heads] if lib else None
 
     def rows(t: int) -> None:
         try:
@@ -155,7 +156,8 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
                 n = head.weight.shape[0]
                 r0, r1 = n * t // threads, n * (t + 1) // threads
                 if inputs is not None:
-                    native.heads(lib, head.weight, inputs[h][0], inputs[h][1], head.weight_gain, buf, r0, r1)
+                    weight, x, bias = inputs[h]
+                    native.heads(lib, weight, x, bias, head.weight_gain, buf, r0, r1)
                 elif r1 > r0:
                     buf[:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns of [B, n]
                 state._finished(t, h + 1)
