@@ -52,6 +52,10 @@ def test_cpu_inference_moves_the_heads_and_the_model_still_saves_and_trains(on, 
     G = _generator("cpu-32", 16)
     z = torch.randn(2, G.z_dim)
     G(z)  # with autograd: nothing moves
+    G.train()
+    with torch.no_grad():
+        G(z)  # a model in training mode: nothing moves
+    G.eval()
     heads = G.synthesis.head_weights()
     assert len(heads) == sum(len(b.layers()) + 1 for b in G.synthesis.blocks)
     assert not any(hasattr(w, hugepages._MOVED) for w in heads)

@@ -239,8 +239,9 @@ class SynthesisNetwork(nn.Module):
         # Inference on one thread (a sample-parallel worker, or torch set to one thread) runs the affine heads
         # and the modulated weights through the C kernels of .native where they can be built; False: torch.
         self.native = True
-        # CPU inference moves the affine heads' weights to transparent huge pages where the system has them
-        # (.hugepages): every forward streams them from memory.
+        # CPU inference in eval mode moves the affine heads' weights to transparent huge pages where the
+        # system has them (.hugepages): every forward streams them from memory. (A model being trained is
+        # left alone, whatever its no-grad forwards.)
         self.huge_pages = True
 
     # ------------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ class SynthesisNetwork(nn.Module):
         # Compiled training takes the plain path: inductor's CPU code for the fast path's backward corrupted
         # memory (torch 2.13), while it compiles the plain layers' backward correctly and fuses them itself.
         if self.fast and not (torch.compiler.is_compiling() and torch.is_grad_enabled()):
-            if (self.huge_pages and ws.device.type == "cpu" and not torch.is_grad_enabled()
+            if (self.huge_pages and not self.training and ws.device.type == "cpu" and not torch.is_grad_enabled()
                     and not torch.compiler.is_compiling()):
                 hugepages.move_to_huge_pages(self.head_weights())
             n_threads = 0 if torch.is_grad_enabled() else self.sample_parallel_threads(ws.shape[0], ws.device, grid)
