@@ -325,15 +325,21 @@ class SynthesisNetwork(nn.Module):
     def macs_per_sample(self, grid: RenderGrid) -> int:
         """Multiply-accumulates per sample of a render, by the layer shapes: every affine head, every
         modulated weight's low-rank product, and every INR layer on its level's cells in the window."""
-        level_cells = self.level_cells(grid)
-        macs = cells = 0
+        fixed, per_cell = self._macs_by_level
+        return fixed + sum(m * c for m, c in zip(per_cell, self.level_cells(grid), strict=True))
+
+    @functools.cached_property
+    def _macs_by_level(self) -> tuple[int, list[int]]:
+        """(multiply-accumulates per sample that do not depend on the render, those per cell of each level)."""
+        fixed, per_cell, level = 0, [0] * len(self.level_blocks), 0
         for block in self.blocks:
-            if block.level is not None:
-                cells = level_cells[block.level]
+            level = block.level if block.level is not None else level
             for layer in block.layers():
-                macs += layer.affine.weight.numel() + layer.in_channels * layer.out_channels * (cells + layer.rank)
-            macs += block.torgb.affine.weight.numel() + block.torgb.weight.numel() * cells
-        return macs
+                fixed += layer.affine.weight.numel() + layer.in_channels * layer.out_channels * layer.rank
+                per_cell[level] += layer.in_channels * layer.out_channels
+            fixed += block.torgb.affine.weight.numel()
+            per_cell[level] += block.torgb.weight.numel()
+        return fixed, per_cell
 
     def render_sample_parallel(self, ws: Tensor, grid: RenderGrid, tile: int | None, n_threads: int) -> Tensor:
         """The fast render without autograd, the batch split over ``n_threads`` single-threaded workers.
@@ -449,18 +455,19 @@ class SynthesisNetwork(nn.Module):
         return [self.block_inr(ws, i, None if styles is None else styles[i], lazy, use_native)
                 for i in range(len(self.blocks))]
 
+    @functools.cached_property
+    def _heads(self) -> list[list[EqualLinear]]:
+        """Every block's affine heads: its FMM layers', then its ToRGB's."""
+        return [[*(layer.affine for layer in block.layers()), block.torgb.affine] for block in self.blocks]
+
     def head_weights(self) -> list[nn.Parameter]:
         """The affine heads' weights, most of the parameters (59.4M at 256^2)."""
-        return [head.weight for block in self.blocks
-                for head in [*(layer.affine for layer in block.layers()), block.torgb.affine]]
+        return [head.weight for heads in self._heads for head in heads]
 
     def head_inputs(self, ws: Tensor) -> list[list[tuple[EqualLinear, Tensor]]]:
         """Every affine head with the w [B, w_dim] it reads, per block: the FMM layers, then the ToRGB."""
-        out = []
-        for block, w_idx in zip(self.blocks, self.block_w_idx, strict=True):
-            heads = [layer.affine for layer in block.layers()] + [block.torgb.affine]
-            out.append([(head, ws[:, w_idx + k]) for k, head in enumerate(heads)])
-        return out
+        return [[(head, ws[:, w_idx + k]) for k, head in enumerate(heads)]
+                for heads, w_idx in zip(self._heads, self.block_w_idx, strict=True)]
 
     def block_inr(self, ws: Tensor, i: int, styles: list[Tensor] | None = None, lazy: bool = False,
                   use_native: bool | None = None) -> BlockINR:

@@ -106,18 +106,26 @@ def run_on_pool(threads: int, fn: Callable[[int], T]) -> list[T]:
     return [f.result() for f in submit_on_pool(threads, fn)]
 
 
+# The heads' rows go out in pieces of about this many bytes of weight, taken by whichever thread is free:
+# the calling thread makes INR parameters meanwhile and takes a core from one worker or the other.
+HEAD_PIECE_BYTES = 4 << 20
+
+
 class SharedStyles:
     """The affine heads' outputs being computed on the pool (:func:`start_shared_styles`)."""
 
-    def __init__(self, out: list[Tensor], threads: int) -> None:
+    def __init__(self, out: list[Tensor], pieces_per_head: list[int]) -> None:
         self.out = out  # every head's output [B, n], complete for the first heads that wait() has returned on
-        self._done = [0] * threads  # heads finished, per worker
+        self._left = list(pieces_per_head)  # pieces not done yet, per head
+        self._complete = 0  # heads 0 .. _complete - 1 are done
         self._error: BaseException | None = None
         self._cond = threading.Condition()
 
-    def _finished(self, t: int, heads: int) -> None:
+    def _piece_done(self, head: int) -> None:
         with self._cond:
-            self._done[t] = heads
+            self._left[head] -= 1
+            while self._complete < len(self._left) and self._left[self._complete] == 0:
+                self._complete += 1
             self._cond.notify_all()
 
     def _failed(self, err: BaseException) -> None:
@@ -128,44 +136,56 @@ class SharedStyles:
     def wait(self, heads: int) -> None:
         """Block until the first ``heads`` outputs are complete (re-raising a worker's error)."""
         with self._cond:
-            while min(self._done) < heads and self._error is None:
+            while self._complete < heads and self._error is None:
                 self._cond.wait()
             if self._error is not None:
                 raise self._error
 
 
 def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> SharedStyles:
-    """Start computing every head's output [B, n] (as :func:`~.fmm.affine_styles`) on the pool, each thread
-    taking its share of every head's rows, head after head; :meth:`SharedStyles.wait` follows their progress.
+    """Start computing every head's output [B, n] (as :func:`~.fmm.affine_styles`) on the pool's threads,
+    head after head, each head's rows in pieces that the threads take as they come free (every weight is
+    read once for the whole batch); :meth:`SharedStyles.wait` follows their progress.
 
     With ``use_native`` the heads run through the C kernel of :mod:`.native` where it applies (fp32, no
     autograd, the kernels built), writing straight into the outputs; otherwise through torch's product.
     """
     batch = heads[0][1].shape[0]
     out = [w.new_empty(batch, head.weight.shape[0]) for head, w in heads]
-    state = SharedStyles(out, threads)
+    pieces = []  # (head, r0, r1) in head order
+    for h, (head, _) in enumerate(heads):
+        n, row_bytes = head.weight.shape[0], head.weight[0].numel() * head.weight.element_size()
+        k = max(1, -(-n * row_bytes // HEAD_PIECE_BYTES))
+        pieces += [(h, n * i // k, n * (i + 1) // k) for i in range(k)]
+    state = SharedStyles(out, [sum(1 for p in pieces if p[0] == h) for h in range(len(heads))])
     lib = None
     if use_native and all(head.activation == "linear" and native.applies(head.weight, w) for head, w in heads):
         lib = native.library()
     # (the weights as tensors of their own: they keep their storage, whatever happens to the parameters)
     inputs = [(head.weight.detach(), w.contiguous(), _head_bias(head)) for head, w in heads] if lib else None
+    queue = iter(pieces)  # next() on a list iterator is atomic under the GIL
+    queue_lock = threading.Lock()
 
-    def rows(t: int) -> None:
+    def work(_: int) -> None:
         try:
-            for h, ((head, w), buf) in enumerate(zip(heads, out, strict=True)):
-                n = head.weight.shape[0]
-                r0, r1 = n * t // threads, n * (t + 1) // threads
+            while True:
+                with queue_lock:
+                    piece = next(queue, None)
+                if piece is None:
+                    return
+                h, r0, r1 = piece
+                head, w = heads[h]
                 if inputs is not None:
                     weight, x, bias = inputs[h]
-                    native.heads(lib, weight, x, bias, head.weight_gain, buf, r0, r1)
-                elif r1 > r0:
-                    buf[:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns of [B, n]
-                state._finished(t, h + 1)
+                    native.heads(lib, weight, x, bias, head.weight_gain, out[h], r0, r1)
+                else:
+                    out[h][:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns
+                state._piece_done(h)
         except BaseException as err:
             state._failed(err)
             raise
 
-    submit_on_pool(threads, rows)
+    submit_on_pool(threads, work)
     return state
 
 
