@@ -6,10 +6,10 @@ Three copies of the ``inr-gan`` 256^2 generator with the same weights, timed in 
 ``inference_mode``, fresh latents, each timed call after an untimed one of the same size), for a 64^2
 and a 256^2 render:
 
-- ``default``: sample-parallel workers, the C kernels of ``models/native.py`` (the affine heads, and the
-  modulated weights made per sample when used), the heads' weights on transparent huge pages;
-- ``4 KB pages``: the same without huge pages (a copy never moved to them);
-- ``torch kernels, 4 KB pages``: sample-parallel workers with torch's kernels only.
+- ``default``: sample-parallel workers with the C kernels of ``models/native.py`` (the affine heads, and
+  the modulated weights made per sample when used);
+- ``torch kernels``: sample-parallel workers with torch's kernels only (``G.synthesis.native = False``);
+- ``intra-op threads``: torch's own threads, no split of the batch (``G.synthesis.sample_parallel = False``).
 
 Prints the best and median time of each, and the 256^2 / 64^2 ratio of each. The process runs with
 OMP_WAIT_POLICY=PASSIVE, as ``inrgan bench`` does, unless the environment sets it.
@@ -42,10 +42,10 @@ def main() -> None:
     torch.manual_seed(0)
     base = Generator(get_preset("inr-gan", 256).G).eval().requires_grad_(False)
     configs = {}
-    for name, use_native, huge in [("default", True, True), ("4 KB pages", True, False),
-                                   ("torch kernels, 4 KB pages", False, False)]:
+    for name, use_native, split in [("default", True, True), ("torch kernels", False, True),
+                                    ("intra-op threads", True, False)]:
         G = copy.deepcopy(base)
-        G.synthesis.native, G.synthesis.huge_pages = use_native, huge
+        G.synthesis.native, G.synthesis.sample_parallel = use_native, split
         configs[name] = G
     gen = torch.Generator().manual_seed(1)
     times: dict[tuple[str, int], list[float]] = {}

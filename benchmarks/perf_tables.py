@@ -22,8 +22,8 @@ FORWARD_ROWS = [
     ("reference path, 256^2", dict(reference=True)),
     ("fast, 64^2 render", dict(**LOW, compare_full=True)),
     ("reference path, 64^2 render", dict(reference=True, **LOW)),
-    ("fast, torch kernels, 4 KB pages, 256^2", dict(native=False, huge_pages=False)),
-    ("fast, torch kernels, 4 KB pages, 64^2 render", dict(native=False, huge_pages=False, **LOW, compare_full=True)),
+    ("fast, torch kernels, 256^2", dict(native=False)),
+    ("fast, torch kernels, 64^2 render", dict(native=False, **LOW, compare_full=True)),
     ("fast, intra-op threads, 256^2", dict(sample_parallel=False)),
     ("fast, intra-op threads, 64^2 render", dict(sample_parallel=False, **LOW, compare_full=True)),
     ("fast, 256^2, batch 16", dict(batch=16)),
@@ -31,8 +31,7 @@ FORWARD_ROWS = [
 ]
 # 64^2 against 256^2: (label, the 256^2 row, the 64^2 row)
 RATIOS = [("batch 4", "fast, 256^2", "fast, 64^2 render"),
-          ("torch kernels, 4 KB pages, batch 4", "fast, torch kernels, 4 KB pages, 256^2",
-           "fast, torch kernels, 4 KB pages, 64^2 render"),
+          ("torch kernels, batch 4", "fast, torch kernels, 256^2", "fast, torch kernels, 64^2 render"),
           ("intra-op threads, batch 4", "fast, intra-op threads, 256^2", "fast, intra-op threads, 64^2 render"),
           ("batch 16", "fast, 256^2, batch 16", "fast, 64^2 render, batch 16"),
           ("reference path, batch 4", "reference path, 256^2", "reference path, 64^2 render")]
@@ -51,8 +50,6 @@ def command_line(spec: BenchSpec, omp: str | None) -> str:
         parts.append("--no-sample-parallel")
     if not spec.native:
         parts.append("--no-native")
-    if not spec.huge_pages:
-        parts.append("--no-huge-pages")
     if spec.compare_full:
         parts.append("--compare-full")
     if omp is None:

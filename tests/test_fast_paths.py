@@ -412,7 +412,6 @@ def test_importing_the_bench_touches_no_accelerator():
     (["--compare-full", "--render-height", "8", "--mode", "train"], "--compare-full goes with --mode forward"),
     (["--no-sample-parallel", "--mode", "train"], "--no-sample-parallel goes with --mode forward"),
     (["--no-native", "--mode", "train"], "--no-native goes with --mode forward"),
-    (["--no-huge-pages", "--mode", "train"], "--no-huge-pages goes with --mode forward"),
     (["--g-tile", "8"], "--g-tile, --d-checkpoint and --r1-batch go with --mode train"),
     (["--r1-batch", "0", "--mode", "train"], "r1-batch must be at least 1, got 0"),
     (["--g-tile", "0", "--mode", "train"], "g-tile must be at least 1, got 0"),

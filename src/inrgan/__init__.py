@@ -1,4 +1,4 @@
-"""inrgan: INR-GAN, continuous image GANs whose images are functions, in pure PyTorch."""
+"""inrgan: INR-GAN, continuous image GANs whose images are functions, in PyTorch."""
 
 from .config import (
     DiscriminatorConfig,

@@ -47,7 +47,6 @@ class BenchSpec:
     reference: bool = False  # the plain reference path instead of the fast one
     sample_parallel: bool = True  # forward on the CPU: the batch split over single-threaded workers
     native: bool = True  # forward on the CPU: one-thread workers run inrgan's C kernels (models/native.py)
-    huge_pages: bool = True  # forward on the CPU: the affine heads' weights on huge pages (models/hugepages.py)
     warmup: int = 1
     repeats: int = 5  # timed batches (forward) or rounds of r1_interval training steps (train)
     threads: int | None = None  # torch intra-op threads (default: torch's, the physical cores)
@@ -84,8 +83,6 @@ class BenchSpec:
             raise ValueError("--no-sample-parallel goes with --mode forward")
         if not self.native and self.mode != "forward":
             raise ValueError("--no-native goes with --mode forward")
-        if not self.huge_pages and self.mode != "forward":
-            raise ValueError("--no-huge-pages goes with --mode forward")
         if (self.g_tile is not None or self.d_checkpoint or self.r1_batch is not None) and self.mode != "train":
             raise ValueError("--g-tile, --d-checkpoint and --r1-batch go with --mode train")
         if self.compare_full and self.render_height is None and self.render_width is None:
@@ -180,18 +177,6 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
     return 2 * n**3 / min(times) / 1e9
 
 
-def anon_huge_pages_mb() -> float | None:
-    """This process's anonymous memory on transparent huge pages (Linux), in MiB; None where not known."""
-    try:
-        with open("/proc/self/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("AnonHugePages:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def peak_memory_mb(device: torch.device) -> float:
     """Peak RSS of this process (CPU) or peak allocated device memory (CUDA), in MiB."""
     if device.type == "cuda":
@@ -230,7 +215,6 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
     G.synthesis.fast = not spec.reference
     G.synthesis.sample_parallel = spec.sample_parallel
     G.synthesis.native = spec.native
-    G.synthesis.huge_pages = spec.huge_pages
     h = spec.render_height or preset.G.resolution
     w = spec.render_width or preset.G.resolution
     costs = inr_costs(G.synthesis, h, w)
@@ -275,7 +259,6 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
         "sample_parallel": split,
         "native_kernels": bool(G.synthesis.fast and not spec.compile and spec.native and (split or one_thread)
                                and device.type == "cpu" and native.library() is not None),
-        "anon_huge_pages_mb": anon_huge_pages_mb(),
         **compared,
         **_context(spec, device),
     }

@@ -31,8 +31,6 @@ KEYS = ("img_per_s", "ms_per_batch", "peak_mem_mb", "gmac_per_img", "gflops", "m
 @click.option("--native/--no-native", default=True, show_default=True,
               help="Forward on the CPU: the affine heads and modulated weights of one-thread workers through "
                    "inrgan's C kernels (compiled on first use), or through torch.")
-@click.option("--huge-pages/--no-huge-pages", default=True, show_default=True,
-              help="Forward on the CPU: move the affine heads' weights to transparent huge pages (Linux).")
 @click.option("--repeats", type=int, default=5, show_default=True,
               help="Timed batches (forward) or rounds of r1_interval steps (train); the best is reported.")
 @click.option("--warmup", type=int, default=1, show_default=True)
@@ -51,8 +49,7 @@ KEYS = ("img_per_s", "ms_per_batch", "peak_mem_mb", "gmac_per_img", "gflops", "m
               help="With --mode train: R1 in micro-batches of this many reals (inrgan train --r1-batch).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(preset: str, resolution: int | None, render_height: int | None, render_width: int | None, batch: int,
-            mode: str, device: str, amp: str, compile_: bool, reference: bool, sample_parallel: bool, native: bool, huge_pages: bool,
-            repeats: int,
+            mode: str, device: str, amp: str, compile_: bool, reference: bool, sample_parallel: bool, native: bool, repeats: int,
             warmup: int, threads: int | None, omp_wait_policy: str, profile: bool, compare_full: bool, g_tile: int | None,
             d_checkpoint: bool, r1_batch: int | None, as_json: bool) -> None:
     """Measure img/s, ms per batch, peak memory, GMAC per image and the fraction of the matmul peak.
@@ -69,7 +66,6 @@ def command(preset: str, resolution: int | None, render_height: int | None, rend
         spec = BenchSpec(preset=preset, resolution=resolution, render_height=render_height,
                          render_width=render_width, batch=batch, mode=mode, device=device, amp=amp,
                          compile=compile_, reference=reference, sample_parallel=sample_parallel, native=native,
-                         huge_pages=huge_pages,
                          warmup=warmup,
                          repeats=repeats, threads=threads, compare_full=compare_full, g_tile=g_tile,
                          d_checkpoint=d_checkpoint, r1_batch=r1_batch)

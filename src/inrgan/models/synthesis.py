@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import GeneratorConfig
-from . import hugepages, native, threads
+from . import native, threads
 from .coords import CoordEmbedding, RenderGrid, default_bbox
 from .fmm import FMMLayer, NativeFMMWeight, ToRGB
 from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
@@ -239,10 +239,6 @@ class SynthesisNetwork(nn.Module):
         # Inference on one thread (a sample-parallel worker, or torch set to one thread) runs the affine heads
         # and the modulated weights through the C kernels of .native where they can be built; False: torch.
         self.native = True
-        # CPU inference in eval mode moves the affine heads' weights to transparent huge pages where the
-        # system has them (.hugepages): every forward streams them from memory. (A model being trained is
-        # left alone, whatever its no-grad forwards.)
-        self.huge_pages = True
 
     # ------------------------------------------------------------------------------------------
     def level_factors(self, grid: RenderGrid) -> list[int]:
@@ -292,9 +288,6 @@ class SynthesisNetwork(nn.Module):
         # Compiled training takes the plain path: inductor's CPU code for the fast path's backward corrupted
         # memory (torch 2.13), while it compiles the plain layers' backward correctly and fuses them itself.
         if self.fast and not (torch.compiler.is_compiling() and torch.is_grad_enabled()):
-            if (self.huge_pages and not self.training and ws.device.type == "cpu" and not torch.is_grad_enabled()
-                    and not torch.compiler.is_compiling()):
-                hugepages.move_to_huge_pages(self.head_weights())
             n_threads = 0 if torch.is_grad_enabled() else self.sample_parallel_threads(ws.shape[0], ws.device, grid)
             if n_threads:
                 return self.render_sample_parallel(ws, grid, tile, n_threads)
@@ -459,10 +452,6 @@ class SynthesisNetwork(nn.Module):
     def _heads(self) -> list[list[EqualLinear]]:
         """Every block's affine heads: its FMM layers', then its ToRGB's."""
         return [[*(layer.affine for layer in block.layers()), block.torgb.affine] for block in self.blocks]
-
-    def head_weights(self) -> list[nn.Parameter]:
-        """The affine heads' weights, most of the parameters (59.4M at 256^2)."""
-        return [head.weight for heads in self._heads for head in heads]
 
     def head_inputs(self, ws: Tensor) -> list[list[tuple[EqualLinear, Tensor]]]:
         """Every affine head with the w [B, w_dim] it reads, per block: the FMM layers, then the ToRGB."""
