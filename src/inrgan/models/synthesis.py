@@ -454,8 +454,10 @@ class SynthesisNetwork(nn.Module):
         return [[*(layer.affine for layer in block.layers()), block.torgb.affine] for block in self.blocks]
 
     def head_inputs(self, ws: Tensor) -> list[list[tuple[EqualLinear, Tensor]]]:
-        """Every affine head with the w [B, w_dim] it reads, per block: the FMM layers, then the ToRGB."""
-        return [[(head, ws[:, w_idx + k]) for k, head in enumerate(heads)]
+        """Every affine head with the w [B, w_dim] it reads (contiguous), per block: the FMM layers, then the
+        ToRGB."""
+        per_w = ws.transpose(0, 1).contiguous()  # [num_ws, B, w_dim]: one copy for every head's w
+        return [[(head, per_w[w_idx + k]) for k, head in enumerate(heads)]
                 for heads, w_idx in zip(self._heads, self.block_w_idx, strict=True)]
 
     def block_inr(self, ws: Tensor, i: int, styles: list[Tensor] | None = None, lazy: bool = False,

@@ -15,6 +15,7 @@ thread; the calling thread's setting is left as it was.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -152,12 +153,9 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
     """
     batch = heads[0][1].shape[0]
     out = [w.new_empty(batch, head.weight.shape[0]) for head, w in heads]
-    pieces = []  # (head, r0, r1) in head order
-    for h, (head, _) in enumerate(heads):
-        n, row_bytes = head.weight.shape[0], head.weight[0].numel() * head.weight.element_size()
-        k = max(1, -(-n * row_bytes // HEAD_PIECE_BYTES))
-        pieces += [(h, n * i // k, n * (i + 1) // k) for i in range(k)]
-    state = SharedStyles(out, [sum(1 for p in pieces if p[0] == h) for h in range(len(heads))])
+    pieces, counts = _pieces(tuple((head.weight.shape[0], head.weight.shape[1] * head.weight.element_size())
+                                   for head, _ in heads))
+    state = SharedStyles(out, counts)
     lib = None
     if use_native and all(head.activation == "linear" and native.applies(head.weight, w) for head, w in heads):
         lib = native.library()
@@ -187,6 +185,18 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
 
     submit_on_pool(threads, work)
     return state
+
+
+@functools.lru_cache(maxsize=16)
+def _pieces(shapes: tuple[tuple[int, int], ...]) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Every head's rows in pieces of about HEAD_PIECE_BYTES, in head order, as (head, r0, r1), and the
+    number of pieces of each head; from each head's (rows, bytes per row)."""
+    pieces, counts = [], []
+    for h, (n, row_bytes) in enumerate(shapes):
+        k = max(1, -(-n * row_bytes // HEAD_PIECE_BYTES))
+        pieces += [(h, n * i // k, n * (i + 1) // k) for i in range(k)]
+        counts.append(k)
+    return pieces, counts
 
 
 def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> list[Tensor]:
