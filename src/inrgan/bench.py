@@ -461,13 +461,14 @@ MEASUREMENTS = {"forward": bench_forward, "train": bench_train, "profile": profi
 
 
 def run(spec: BenchSpec, what: str | None = None, isolate: bool = True,
-        omp_wait_policy: str | None = "passive") -> dict[str, Any]:
+        omp_wait_policy: str | None = "passive", timeout: float | None = None) -> dict[str, Any]:
     """Run one measurement (``what``: forward, train or profile; default ``spec.mode``).
 
     By default it runs in a fresh subprocess, so that its peak memory is its own, with OpenMP's idle
     threads sleeping (``OMP_WAIT_POLICY=passive``) unless the environment already sets the policy: on a
     machine shared with other work, spinning threads stall every parallel region (a 2x-5x slowdown
-    measured on a busy 2-core machine). None leaves the environment as it is.
+    measured on a busy 2-core machine). None leaves the environment as it is. ``timeout`` (seconds) stops
+    the subprocess with a RuntimeError.
     """
     what = what or spec.mode
     if what not in MEASUREMENTS:
@@ -478,7 +479,10 @@ def run(spec: BenchSpec, what: str | None = None, isolate: bool = True,
     if omp_wait_policy is not None and "OMP_WAIT_POLICY" not in env:
         env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
     cmd = [sys.executable, "-m", "inrgan.bench", what, json.dumps(asdict(spec))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the measurement did not finish in {timeout:g} s") from None
     if proc.returncode == USAGE_ERROR:  # a clear message from the measurement itself
         raise ValueError(proc.stderr.strip().splitlines()[-1])
     if proc.returncode != 0:
