@@ -195,6 +195,21 @@ def test_bf16_autocast_path_runs_and_stays_close():
     _close(out, ref, tol=0.05)
 
 
+def test_a_training_step_of_the_mapping_under_bf16_autocast_keeps_w_in_fp32():
+    """Under autocast the mapping's layers give bf16; w_avg's update and the truncation mixed it with the fp32
+    w_avg and failed (a GPU run found it: "expected dtype BFloat16 for `end`")."""
+    G = _generator("cpu-32", 16).train()
+    z = torch.randn(3, G.z_dim)
+    before = G.mapping.w_avg.clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ws = G.mapping(z, truncation_psi=0.7)
+        img = G(z, truncation_psi=0.7)
+    assert ws.dtype == torch.float32 and G.mapping.w_avg.dtype == torch.float32
+    assert not torch.equal(G.mapping.w_avg, before)  # updated (twice)
+    img.float().square().mean().backward()
+    assert all(p.grad is not None for p in G.mapping.parameters())
+
+
 # ----------------------------------------------------------------------------------------------
 # The pieces.
 

@@ -40,6 +40,7 @@ class MappingNetwork(nn.Module):
         x = normalize_2nd_moment(z.float())
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
+        x = x.float()  # under autocast the layers give bf16/fp16: w, w_avg and the truncation stay fp32
         if update_w_avg if update_w_avg is not None else self.training:
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
