@@ -177,3 +177,51 @@ def test_unknown_config_keys_and_bad_values_are_errors():
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("stylegan9")
     assert GeneratorConfig.from_dict(d) == get_preset("cpu-32").G
+
+
+@pytest.mark.parametrize("pad,stride,size", [(2, 1, 8), (1, 2, 8), (1, 2, 7), (2, 1, 5)])
+def test_the_adjoint_blur_has_the_grouped_convolutions_derivatives(pad, stride, size):
+    from inrgan.models import discriminator as dm
+
+    torch.manual_seed(0)
+    kernel = dm.blur_kernel().double()
+    x = torch.randn(2, 3, size, size, dtype=torch.double, requires_grad=True)
+    weight = kernel[None, None].expand(3, 1, -1, -1)
+
+    def adjoint(t):
+        return dm._Blur.apply(t, weight, stride, pad)
+
+    def grouped(t):
+        return torch.nn.functional.conv2d(t, weight, stride=stride, padding=pad, groups=3)
+
+    assert torch.equal(adjoint(x), grouped(x))
+    assert torch.autograd.gradcheck(adjoint, (x,)) and torch.autograd.gradgradcheck(adjoint, (x,))
+
+
+def test_r1_through_the_adjoint_blur_equals_r1_through_grouped_convolutions(monkeypatch):
+    """The blur that GPUs use (cheap second derivatives) against the CPU's, through a whole R1 step."""
+    from inrgan.models import discriminator as dm
+
+    torch.manual_seed(1)
+    D = Discriminator(get_preset("cpu-32", 32).D).double()
+    real = torch.randn(4, D.cfg.img_channels, 32, 32, dtype=torch.double)
+
+    def r1_grads():
+        D.zero_grad()
+        x = real.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+        penalty = g.square().sum()
+        penalty.backward()
+        return penalty.detach(), [torch.zeros(()) if p.grad is None else p.grad.clone() for p in D.parameters()]
+
+    calls = []
+    real_apply = dm._Blur.apply
+    monkeypatch.setattr(dm._Blur, "apply", lambda *a: calls.append(1) or real_apply(*a))
+    grouped = r1_grads()
+    assert not calls  # the CPU takes the grouped convolution
+    monkeypatch.setattr(dm, "ADJOINT_BLUR_DEVICES", frozenset({"cpu", "cuda"}))
+    adjoint = r1_grads()
+    assert calls
+    torch.testing.assert_close(adjoint[0], grouped[0], rtol=1e-12, atol=0)
+    for a, b in zip(adjoint[1], grouped[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-15)
