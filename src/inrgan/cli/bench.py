@@ -49,9 +49,9 @@ KEYS = ("img_per_s", "ms_per_batch", "peak_mem_mb", "gmac_per_img", "gflops", "m
               help="With --mode train: R1 in micro-batches of this many reals (inrgan train --r1-batch).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(preset: str, resolution: int | None, render_height: int | None, render_width: int | None, batch: int,
-            mode: str, device: str, amp: str, compile_: bool, reference: bool, sample_parallel: bool, native: bool, repeats: int,
-            warmup: int, threads: int | None, omp_wait_policy: str, profile: bool, compare_full: bool, g_tile: int | None,
-            d_checkpoint: bool, r1_batch: int | None, as_json: bool) -> None:
+            mode: str, device: str, amp: str, compile_: bool, reference: bool, sample_parallel: bool, native: bool,
+            repeats: int, warmup: int, threads: int | None, omp_wait_policy: str, profile: bool, compare_full: bool,
+            g_tile: int | None, d_checkpoint: bool, r1_batch: int | None, as_json: bool) -> None:
     """Measure img/s, ms per batch, peak memory, GMAC per image and the fraction of the matmul peak.
 
     The measurement runs in a fresh subprocess (so peak RSS is its own) that also measures the machine's
@@ -66,8 +66,7 @@ def command(preset: str, resolution: int | None, render_height: int | None, rend
         spec = BenchSpec(preset=preset, resolution=resolution, render_height=render_height,
                          render_width=render_width, batch=batch, mode=mode, device=device, amp=amp,
                          compile=compile_, reference=reference, sample_parallel=sample_parallel, native=native,
-                         warmup=warmup,
-                         repeats=repeats, threads=threads, compare_full=compare_full, g_tile=g_tile,
+                         warmup=warmup, repeats=repeats, threads=threads, compare_full=compare_full, g_tile=g_tile,
                          d_checkpoint=d_checkpoint, r1_batch=r1_batch)
         result = run(spec, "profile" if profile else mode,
                      omp_wait_policy=None if omp_wait_policy == "inherit" else omp_wait_policy)

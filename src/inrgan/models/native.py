@@ -1,7 +1,7 @@
 """Native CPU kernels for inference: ``native.c``, compiled on first use by the machine's C compiler.
 
 Two parts of a forward cost the same at any render size and dominate a small one (docs/performance.md,
-"Native kernels"): the affine heads, a stream over 238 MB of weights at 256^2 with a few multiply-adds per
+"The C kernels and weights made when used"): the affine heads, a stream over 238 MB of weights at 256^2 with a few multiply-adds per
 weight, which torch's matrix product runs at about half the memory's speed; and the modulated weights
 W_s (1 + A B / sqrt r), which torch makes in four passes over [B, c_out, c_in] (product, multiply, norm,
 scale). The C kernels do each in one pass. They are single-threaded: the synthesis network takes them where

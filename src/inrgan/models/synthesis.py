@@ -338,9 +338,9 @@ class SynthesisNetwork(nn.Module):
         """The fast render without autograd, the batch split over ``n_threads`` single-threaded workers.
 
         The affine heads run first on the workers, their rows shared out so that each weight is read once for
-        the whole batch. Meanwhile this thread makes every block's INR parameters as soon as the block's heads
-        are done (Python work, which the workers' kernels leave it the time for: they hold no lock), for the
-        whole batch at once; then every worker renders its own samples.
+        the whole batch. Meanwhile this thread makes every block's INR parameters, for the whole batch, as
+        soon as the block's heads are done: that work overlaps the heads' stream from memory. Then every
+        worker renders its own samples.
         """
         heads = self.head_inputs(ws)
         pairs = [pair for block in heads for pair in block]
@@ -350,7 +350,8 @@ class SynthesisNetwork(nn.Module):
         for i, block in enumerate(heads):
             done += len(block)
             shared.wait(done)  # the block's heads are complete
-            params.append(self.block_inr(ws, i, shared.out[done - len(block) : done], lazy=True, use_native=use_native))
+            styles = shared.out[done - len(block) : done]
+            params.append(self.block_inr(ws, i, styles, lazy=True, use_native=use_native))
         shared.wait(len(pairs))
         groups = threads.sample_groups(ws.shape[0], n_threads)
 

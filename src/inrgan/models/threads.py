@@ -115,7 +115,7 @@ HEAD_PIECE_BYTES = 4 << 20
 class SharedStyles:
     """The affine heads' outputs being computed on the pool (:func:`start_shared_styles`)."""
 
-    def __init__(self, out: list[Tensor], pieces_per_head: list[int]) -> None:
+    def __init__(self, out: list[Tensor], pieces_per_head: tuple[int, ...]) -> None:
         self.out = out  # every head's output [B, n], complete for the first heads that wait() has returned on
         self._left = list(pieces_per_head)  # pieces not done yet, per head
         self._complete = 0  # heads 0 .. _complete - 1 are done
@@ -161,8 +161,7 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
         lib = native.library()
     # (the weights as tensors of their own: they keep their storage, whatever happens to the parameters)
     inputs = [(head.weight.detach(), w.contiguous(), _head_bias(head)) for head, w in heads] if lib else None
-    queue = iter(pieces)  # next() on a list iterator is atomic under the GIL
-    queue_lock = threading.Lock()
+    queue, queue_lock = iter(pieces), threading.Lock()
 
     def work(_: int) -> None:
         try:
@@ -188,7 +187,7 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
 
 
 @functools.lru_cache(maxsize=16)
-def _pieces(shapes: tuple[tuple[int, int], ...]) -> tuple[list[tuple[int, int, int]], list[int]]:
+def _pieces(shapes: tuple[tuple[int, int], ...]) -> tuple[tuple[tuple[int, int, int], ...], tuple[int, ...]]:
     """Every head's rows in pieces of about HEAD_PIECE_BYTES, in head order, as (head, r0, r1), and the
     number of pieces of each head; from each head's (rows, bytes per row)."""
     pieces, counts = [], []
@@ -196,7 +195,7 @@ def _pieces(shapes: tuple[tuple[int, int], ...]) -> tuple[list[tuple[int, int, i
         k = max(1, -(-n * row_bytes // HEAD_PIECE_BYTES))
         pieces += [(h, n * i // k, n * (i + 1) // k) for i in range(k)]
         counts.append(k)
-    return pieces, counts
+    return tuple(pieces), tuple(counts)
 
 
 def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> list[Tensor]:
