@@ -201,7 +201,7 @@ def test_the_pool_is_one_per_process_and_per_thread_count(monkeypatch):
 
 
 @pytest.mark.parametrize("use_native", [True, False])
-def test_a_failing_head_raises_in_the_caller_instead_of_hanging(use_native, monkeypatch):
+def test_a_failing_head_raises_in_the_caller_instead_of_hanging(use_native, calls, monkeypatch):
     G = _generator("inr-gan", 64)
     ws = G.mapping(torch.randn(2, G.z_dim))
     heads = [pair for block in G.synthesis.head_inputs(ws) for pair in block]
@@ -209,6 +209,7 @@ def test_a_failing_head_raises_in_the_caller_instead_of_hanging(use_native, monk
     def broken(*args, **kwargs):
         raise RuntimeError("a worker failed")
 
+    working = native.heads, threads.affine_styles_t
     monkeypatch.setattr(native, "heads", broken)
     monkeypatch.setattr(threads, "affine_styles_t", broken)
     with torch.inference_mode():
@@ -217,9 +218,11 @@ def test_a_failing_head_raises_in_the_caller_instead_of_hanging(use_native, monk
             state.wait(len(heads))
         with pytest.raises(RuntimeError, match="a worker failed"):
             G.synthesis(ws)  # the render fails the same way; the pool still works afterwards
-    monkeypatch.undo()
+    monkeypatch.setattr(native, "heads", working[0])
+    monkeypatch.setattr(threads, "affine_styles_t", working[1])
     with torch.inference_mode():
         assert G.synthesis(ws).shape == (2, 3, 64, 64)
+    assert calls == [(2, 2), (2, 2)]  # both renders split over the pool
 
 
 def test_the_parameters_of_a_sample_group_are_those_samples():
