@@ -19,9 +19,8 @@ from .layers import EqualLinear, lrelu_gain
 DEMOD_EPS = 1e-8
 
 
-def affine_styles_t(affine: EqualLinear, w: Tensor, r0: int = 0, r1: int | None = None,
-                    out: Tensor | None = None) -> Tensor:
-    """Rows ``r0:r1`` of ``affine(w)`` transposed, [r1 - r0, B], for a linear EqualLinear (into ``out``).
+def affine_styles_t(affine: EqualLinear, w: Tensor, r0: int = 0, r1: int | None = None) -> Tensor:
+    """Rows ``r0:r1`` of ``affine(w)`` transposed, [r1 - r0, B], for a linear EqualLinear.
 
     The equalized-lr gain is applied to the result: the affine heads hold most of G's parameters (59.4M at
     256^2), and scaling the [n, w_dim] weight, as ``EqualLinear.forward`` does, would copy all of them on
@@ -36,7 +35,7 @@ def affine_styles_t(affine: EqualLinear, w: Tensor, r0: int = 0, r1: int | None 
         bias = affine.bias[r0:r1, None]
         bias = bias if affine.bias_gain == 1 else bias * affine.bias_gain
     # [n, w_dim] x [w_dim, B] reads the weight row by row, about twice as fast as w x weight^T on a CPU.
-    return torch.addmm(bias, affine.weight[r0:r1], w.t(), alpha=affine.weight_gain, out=out)
+    return torch.addmm(bias, affine.weight[r0:r1], w.t(), alpha=affine.weight_gain)
 
 
 def affine_styles(affine: EqualLinear, w: Tensor) -> Tensor:
@@ -197,13 +196,14 @@ class NativeFMMWeight:
             part.a, part.b = self.a[i], self.b[i]
             part.shape = torch.Size((part.a.shape[0], *self.shape[1:]))
             return part
-        a, b = self.a[i : i + 1], self.b[i : i + 1]
-        return native.fmm_weight(self.lib, self.shared, a, b, self.scale, self.demodulate, DEMOD_EPS,
-                                 self.shape[2], (self.gain, 1.0))[0][0]  # [c_out, c_in]
+        return self._make(self.a[i : i + 1], self.b[i : i + 1])[0]  # [c_out, c_in]
 
     def materialize(self) -> Tensor:
         """All the samples' weights, [B, c_out, c_in]."""
-        return native.fmm_weight(self.lib, self.shared, self.a, self.b, self.scale, self.demodulate, DEMOD_EPS,
+        return self._make(self.a, self.b)
+
+    def _make(self, a: Tensor, b: Tensor) -> Tensor:
+        return native.fmm_weight(self.lib, self.shared, a, b, self.scale, self.demodulate, DEMOD_EPS,
                                  self.shape[2], (self.gain, 1.0))[0]
 
     def tensors(self) -> list[Tensor]:

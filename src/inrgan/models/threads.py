@@ -5,8 +5,9 @@ barrier: a 64^2 forward of ``inr-gan`` is about 2,000 operations, and with OpenM
 one wakes the sleeping threads again. For inference on a batch at least as large as the thread count
 there is a cheaper split: every thread renders its own samples with one-thread kernels, so nothing
 waits on anything until the images are put together. The affine heads are the exception, since their
-weights (59.4M at 256^2) serve every sample: the threads share them out by rows, each reading its part of
-every head once for the whole batch, before the samples are split.
+weights (59.4M at 256^2) serve every sample: the threads take their rows in pieces, so that every weight
+is read once for the whole batch, while the calling thread makes the INR parameters of the blocks whose
+heads are done; then the samples are split.
 
 The pool is made on first use (nothing happens at import), one per process (a forked child makes its
 own), and remade when ``torch.get_num_threads()`` changes. Its threads run torch with one intra-op
