@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.inrgan-setup
 LOCAL_TORCH ?= torch==2.13.0
 DEMO_KIMG ?= 6
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test test-matrix demo lint clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,14 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The suite again with the rounding another machine would give: AVX2 kernels in MKL and oneDNN (an older or
+# other CPU), one OpenMP thread, torch's kernels instead of the C ones; then with no C compiler (the C
+# kernels cannot be built: the fallback path, from an empty cache).
+test-matrix: setup
+	MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1 INRGAN_NATIVE=0 $(BIN)/python -m pytest
+	cache=$$(mktemp -d) && CC=/nonexistent/cc INRGAN_CACHE_DIR=$$cache $(BIN)/python -m pytest; \
+		status=$$?; rm -rf $$cache; exit $$status
 
 demo: setup
 	$(BIN)/inrgan train --data fashion-mnist --out demo/run --kimg $(DEMO_KIMG) --device cpu

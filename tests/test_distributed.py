@@ -88,12 +88,12 @@ def _finish(procs: list[subprocess.Popen]) -> list[str]:
 
 
 def _assert_same_nets(a: dict, b: dict, atol: float, nets=("G", "D", "G_ema")) -> None:
-    """Every weight and buffer within ``atol``, or 8 float32 ulps where larger (the mapping network
+    """Every weight and buffer within ``atol``, or 8 ulps of its dtype where larger (the mapping network
     stores its weights divided by its lr multiplier 0.01, so they reach a few hundred)."""
-    rtol = 8 * torch.finfo(torch.float32).eps if atol else 0.0
     for net in nets:
         assert a[net].keys() == b[net].keys()
         for k in a[net]:
+            rtol = 8 * torch.finfo(b[net][k].dtype).eps if atol else 0.0
             torch.testing.assert_close(a[net][k], b[net][k], rtol=rtol, atol=atol, msg=f"{net}.{k}")
 
 
@@ -124,18 +124,18 @@ def test_strided_shards_form_the_minibatch_std_groups_of_one_process():
 
 
 def _step_inputs():
+    """A cpu-32 model at 16^2, the recipe's Adam, 8 reals and latents: in float64, because the claim is "the
+    same maths" and Adam's first step, lr * g / (|g| + eps), turns a float32 rounding difference of a
+    near-zero gradient (the sums over 2 x 4 images are ordered otherwise than over 8, and other CPUs round
+    otherwise again) into a move of up to lr. In float64 that move is below lr * 1e-16 / eps = 3e-11."""
     p = get_preset("cpu-32", 16, 1)
     torch.manual_seed(0)
-    G, D = Generator(p.G).train(), Discriminator(p.D).train()
-    # Adam's first step is lr * g / (|g| + eps): where a gradient is below eps, fp32 rounding of the sums
-    # over the batch (~1e-10 here, different for 2 x 4 images than for 8) moves the weight by up to
-    # lr * 1e-10 / eps. At eps = 1e-8 that is ~2e-5 for a few dozen of 580k weights; at 1e-6 it is ~2e-7,
-    # so the comparison below sees the data-parallel step itself. The gradients are compared as well.
-    t = replace(p.training, batch=8, r1_interval=2, eps=1e-6)
+    G, D = Generator(p.G).train().double(), Discriminator(p.D).train().double()
+    t = replace(p.training, batch=8, r1_interval=2)
     G_opt, D_opt = make_optimizers(G, D, t)
     gen = torch.Generator().manual_seed(1)
-    real = torch.rand(8, 1, 16, 16, generator=gen) * 2 - 1  # [8, 1, 16, 16]
-    z = torch.randn(2, 8, p.G.z_dim, generator=gen)  # [2, 8, z_dim]
+    real = (torch.rand(8, 1, 16, 16, generator=gen) * 2 - 1).double()  # [8, 1, 16, 16]
+    z = torch.randn(2, 8, p.G.z_dim, generator=gen).double()  # [2, 8, z_dim]
     return G, D, G_opt, D_opt, real, z, t
 
 
@@ -190,15 +190,16 @@ def test_training_step_on_two_ranks_matches_one_process(tmp_path, tiny_data, one
     _finish(procs)
     one = {"G": G.state_dict(), "D": D.state_dict()}
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
-    _assert_same_nets(ranks[0], one, atol=1e-5, nets=("G", "D"))
+    assert one["G"]["mapping.w_avg"].dtype == torch.float64
+    _assert_same_nets(ranks[0], one, atol=1e-9, nets=("G", "D"))  # a wrong shard or average moves ~lr
     _assert_same_nets(ranks[1], ranks[0], atol=0, nets=("G", "D"))  # identical replicas, w_avg included
     grads = _grads(G, D)
     assert grads.keys() == ranks[0]["grads"].keys() and any(k.startswith("D.") for k in grads)
-    for k, g in grads.items():  # R1's bias gradients (~1e-8) are sums that nearly cancel: 1e-4 of the largest
-        torch.testing.assert_close(ranks[0]["grads"][k], g, rtol=0, atol=1e-4 * g.abs().max().item(), msg=k)
+    for k, g in grads.items():  # sums over 2 x 4 images against 8, in float64: 1e-9 of the tensor's largest
+        torch.testing.assert_close(ranks[0]["grads"][k], g, rtol=0, atol=1e-9 * g.abs().max().item(), msg=k)
     assert (ranks[0]["G"]["mapping.w_avg"] != 0).any()
     for k, v in stats.items():
-        assert ranks[0]["stats"][k] == ranks[1]["stats"][k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+        assert ranks[0]["stats"][k] == ranks[1]["stats"][k] == pytest.approx(v, rel=1e-10, abs=1e-14), k
     torch.testing.assert_close(ranks[0]["features"], torch.tensor([[0.0] * 3, [1.0] * 3, [1.0] * 3]))
     # Metrics: each rank embeds every other generated image; both get all 7, in latent order, as one process.
     one_process = torch.from_numpy(_generated_features())
@@ -210,9 +211,22 @@ def test_training_step_on_two_ranks_matches_one_process(tmp_path, tiny_data, one
 
 # ----------------------------------------------------------------------------------------------
 # The whole loop under torchrun: the same run as one process, and it resumes in one process.
-# The recipe's Adam eps is 1e-8, so rounding differences of near-zero gradients move a few weights by up
-# to ~4e-5 (see _step_inputs); a wrong shard, latent or flip would move most weights by ~lr = 2.5e-3.
+# These runs train in float32 with the recipe's Adam (eps 1e-8): where a gradient is within rounding of
+# zero, the data-parallel sums round otherwise and Adam's first step lr * g / (|g| + eps) moves that weight
+# by up to lr (see _step_inputs), on some weights and some CPUs. A wrong shard, latent, flip, optimizer
+# state or counter moves most weights by ~lr = 2.5e-3, so the claim checked is that almost every weight
+# agrees to LOOP_ATOL and the typical one to float32 rounding.
 LOOP_ATOL = 1e-4
+
+
+def _assert_mostly_same_nets(a: dict, b: dict, max_share: float) -> None:
+    for net in ("G", "D", "G_ema"):
+        assert a[net].keys() == b[net].keys()
+        diffs = torch.cat([(a[net][k].double() - b[net][k].double()).abs().flatten() for k in a[net]])
+        share = (diffs > LOOP_ATOL).double().mean().item()
+        print(f"{net}: {share:.2e} of the weights differ by more than {LOOP_ATOL}, the largest by {diffs.max():.1e}")
+        assert share < max_share, net
+        assert diffs.median() < 1e-6, net
 
 
 @pytest.fixture(scope="module")
@@ -238,12 +252,16 @@ def test_torchrun_trains_like_one_process(two_rank_run, one_process_run):
     assert "distributed: 2 ranks (gloo on cpu), 4 images per rank of the global batch of 8" in stdout
     assert stdout.count("done: 0.008 kimg") == 1  # rank 0 alone reports
     a, b = load_training_state(out), load_training_state(one_process_run)
-    _assert_same_nets(a, b, atol=LOOP_ATOL)
+    _assert_mostly_same_nets(a, b, max_share=0.002)  # measured on a Xeon: 7e-5 of G's weights, 8e-5 of D's
     assert (a["cur_nimg"], a["cur_tick"], a["batch_idx"]) == (b["cur_nimg"], b["cur_tick"], b["batch_idx"]) == (8, 1, 1)
     assert torch.equal(a["rng_state"]["rng"], b["rng_state"]["rng"])  # latents and flips of the whole batch
     ta, tb = (json.loads((d / "stats.jsonl").read_text()) for d in (out, one_process_run))
-    for k in ("loss_G", "loss_D", "D_real", "D_fake", "loss_r1"):
-        assert ta[k] == pytest.approx(tb[k], rel=1e-5, abs=1e-6), k
+    # loss_G comes before any update: float32 rounding of sums over 2 x 4 against 8 images. The others
+    # come after G's Adam step, which the few weights above may take apart (3.6e-5 relative measured in
+    # D_fake on a Xeon); the float64 step test checks each phase tightly.
+    assert ta["loss_G"] == pytest.approx(tb["loss_G"], rel=1e-5), "loss_G"
+    for k in ("loss_D", "D_real", "D_fake", "loss_r1"):
+        assert ta[k] == pytest.approx(tb[k], rel=1e-3), k
     assert json.loads((out / "run.json").read_text())["ranks"] == 2
 
 
@@ -255,16 +273,13 @@ def test_a_two_rank_run_resumes_in_one_process(tmp_path, two_rank_run, one_proce
               resume=tmp_path / name, overrides={"kimg": 0.016}, log=lambda *_: None)
     a, b = load_training_state(tmp_path / "ddp"), load_training_state(tmp_path / "single")
     assert a["cur_nimg"] == b["cur_nimg"] == 16
-    # The runs start this leg 2e-5 apart (see LOOP_ATOL). Training is chaotic at that scale: a leaky-ReLU
+    # The runs may start this leg a few weights apart (see LOOP_ATOL). Training is chaotic at that scale: a leaky-ReLU
     # input within rounding of zero takes the other branch, and Adam's eps 1e-8 turns the tiny gradient
     # change into a full lr-sized step for those weights (measured: ~0.1% of G's weights, ~0.5% of D's move
     # by more than 1e-4, the largest by 7e-3). A resume that lost the optimizer state, the RNG or the
     # counters would move most weights by ~lr (dropping the Adam moments from the checkpoint moved 96% of
     # G's weights by more than 1e-4), so most weights still agreeing to 1e-4 is the test.
-    for net in ("G", "D", "G_ema"):
-        diffs = torch.cat([(a[net][k].float() - b[net][k].float()).abs().flatten() for k in a[net]])
-        assert (diffs > LOOP_ATOL).float().mean() < 0.02, net
-        assert diffs.median() < 1e-6, net
+    _assert_mostly_same_nets(a, b, max_share=0.02)
     stats = [json.loads(line) for line in (tmp_path / "ddp" / "stats.jsonl").read_text().splitlines()]
     assert [s["kimg"] for s in stats] == [0.008, 0.016]
     assert json.loads((tmp_path / "ddp" / "run.json").read_text())["ranks"] == 1
@@ -278,16 +293,16 @@ def test_a_two_rank_run_resumes_in_one_process(tmp_path, two_rank_run, one_proce
 def test_killing_a_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_data):
     out = tmp_path / "run"
     procs = _start_ranks(["-m", "inrgan", "train", "--data", tiny_data, "--out", str(out), "--kimg", "100",
-                          *TINY_ARGS], INRGAN_DIST_TIMEOUT="30")
+                          *TINY_ARGS], INRGAN_DIST_TIMEOUT="3600")
     try:
         deadline = time.time() + WAIT_S
         while not (out / "stats.jsonl").is_file():  # training is under way: the first tick is written
             assert time.time() < deadline and procs[0].poll() is None, "the run did not start"
             time.sleep(0.1)
         procs[1].send_signal(signal.SIGKILL)
-        killed = time.time()
-        output = procs[0].communicate(timeout=60)[0]
-        elapsed = time.time() - killed
+        # The collective timeout is an hour: a rank that stops before the hang guard below learned of the
+        # death from the closed connection, not from the timeout.
+        output = procs[0].communicate(timeout=WAIT_S)[0]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -296,7 +311,6 @@ def test_killing_a_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_data):
     assert procs[0].returncode == 1, output
     assert "Error: rank 0 of 2:" in output and "another rank exited or stopped answering" in output, output
     assert "Traceback" not in output
-    assert elapsed < 30  # a dead peer closes its connections: no need to wait for the timeout
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -354,26 +356,50 @@ def test_cost_counter_reproduces_the_release_figure():
     assert hyper_macs(G) > sum(layer.affine.weight.numel() for b in G.synthesis.blocks for layer in b.layers())
 
 
-def test_bench_forward_reports_every_key(monkeypatch):
+class FakeClock:
+    """A perf_counter that only moves when the model runs: each G forward at H x W advances it by
+    H * W * 1e-5 s, so a bench's figures have known values whatever the machine's speed."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def forward(self, real_forward):
+        def forward(G, z, **kw):
+            self.now += kw["height"] * kw["width"] * 1e-5
+            return real_forward(G, z, **kw)
+        return forward
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
     import inrgan.bench
 
-    peak = inrgan.bench.matmul_peak_gflops
-    monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype: peak(device, dtype, n=256, repeats=1))
-    spec = BenchSpec(preset="cpu-32", resolution=16, batch=2, repeats=1, warmup=1)
+    clock = FakeClock()
+    monkeypatch.setattr(inrgan.bench.time, "perf_counter", clock)
+    monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype=torch.float32: 50.0)
+    monkeypatch.setattr(Generator, "forward", clock.forward(Generator.forward))
+    return clock
+
+
+def test_bench_forward_times_only_the_forward_calls(fake_clock):
+    # 16^2, batch 2: each timed call is 2.56 ms of the fake clock; warm-up and setup are not timed.
+    spec = BenchSpec(preset="cpu-32", resolution=16, batch=2, repeats=3, warmup=2)
     r = bench_forward(spec)
-    for key in ("img_per_s", "ms_per_batch", "peak_mem_mb", "gmac_per_img", "gflops", "matmul_peak_gflops",
-                "fraction_of_peak"):
-        assert r[key] > 0, key
+    assert r["ms_per_batch"] == pytest.approx(2.56)
+    assert r["img_per_s"] == pytest.approx(2 / 2.56e-3)
     assert r["gmac_per_img"] == pytest.approx(12_533_760 / 1e9)
-    assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["matmul_peak_gflops"])
+    # 2 flops per MAC: 0.01253 GMAC x 2 x 781.25 img/s = 19.58 GFLOP/s, 0.392 of the (fake) 50 GFLOP/s peak
+    assert r["gflops"] == pytest.approx(2 * 12_533_760e-9 * 2 / 2.56e-3)
+    assert r["fraction_of_peak"] == pytest.approx(0.39168) and r["matmul_peak_gflops"] == 50.0
+    assert fake_clock.now == pytest.approx(5 * 2.56e-3)  # 2 warm-up + 3 timed calls, nothing more
+    assert r["peak_mem_mb"] > 0
 
 
-def test_bench_compares_a_render_with_the_full_resolution_side_by_side(monkeypatch):
+def test_bench_compares_a_render_with_the_full_resolution_side_by_side(fake_clock, monkeypatch):
     # --compare-full alternates the requested render with the training-resolution one in one process.
-    import inrgan.bench
-
-    peak = inrgan.bench.matmul_peak_gflops
-    monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype: peak(device, dtype, n=256, repeats=1))
     sizes = []
     forward = Generator.forward
     monkeypatch.setattr(Generator, "forward", lambda self, z, **kw: sizes.append((kw["height"], kw["width"]))
@@ -384,8 +410,8 @@ def test_bench_compares_a_render_with_the_full_resolution_side_by_side(monkeypat
     # warm-up and 3 timed calls at 8^2; then 3 rounds of (8^2, 32^2), each timed call after an untimed one
     assert sizes == [(8, 8)] * 4 + [(8, 8), (8, 8), (32, 32), (32, 32)] * 3
     assert r["full_render"] == [32, 32]
-    assert r["speedup_vs_full"] == pytest.approx(r["full_ms_per_batch"] / r["compare_ms_per_batch"])
-    assert r["full_ms_per_batch"] > 0 and r["compare_ms_per_batch"] > 0
+    assert r["compare_ms_per_batch"] == pytest.approx(0.64) and r["full_ms_per_batch"] == pytest.approx(10.24)
+    assert r["speedup_vs_full"] == pytest.approx(16.0)  # 16 times the pixels, on this clock
 
 
 def test_bench_times_the_training_step_and_profiles_it(monkeypatch):
@@ -402,19 +428,32 @@ def test_bench_times_the_training_step_and_profiles_it(monkeypatch):
                         lambda self, grid, tile, fn: tiles.append(tile) or render_tiled(self, grid, tile, fn))
     spec = BenchSpec(preset="cpu-32", resolution=16, batch=8, mode="train", repeats=1, warmup=0, g_tile=g_tile,
                      d_checkpoint=True, r1_batch=4)
-    r = inrgan.bench.bench_train(spec)
-    assert r["r1_interval"] == 16 and r["img_per_s"] > 0 and r["peak_mem_mb"] > 0
-    assert r["ms_per_batch"] == pytest.approx(8 * 1000 / r["img_per_s"])
+    clock = FakeClock()  # advanced by G's forwards at 16^2 (the training grid: no height/width given)
+    forward = Generator.forward
+    with monkeypatch.context() as m:
+        m.setattr(inrgan.bench.time, "perf_counter", clock)
+        m.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype=torch.float32: 50.0)
+        m.setattr(Generator, "forward", lambda G, z, **kw: clock.forward(forward)(
+            G, z, **{**kw, "height": kw.get("height") or 16, "width": kw.get("width") or 16}))
+        r = inrgan.bench.bench_train(spec)
+    clock_calls = clock.now / 2.56e-3
+    assert r["r1_interval"] == 16 and r["peak_mem_mb"] > 0
+    # 2 forwards of G per step (G phase, D phase), 16 steps a round: 81.92 ms of the fake clock per round
+    assert clock_calls == pytest.approx(2 * 16)
+    assert r["ms_per_batch"] == pytest.approx(2 * 2.56) and r["img_per_s"] == pytest.approx(8 / 5.12e-3)
     assert set(tiles) == {g_tile, None}  # the G phase renders in tiles, the D phase (no grad) whole
     p = inrgan.bench.profile_train(spec, steps=2, row_limit=5)
     assert len(p["top_ops"]) == 5 and sum(p["phases_ms_per_step"].values()) <= p["ms_per_step"] * 1.01
 
 
-def test_importing_the_bench_touches_no_accelerator():
-    import inrgan.bench  # noqa: F401
-    import inrgan.cli.bench  # noqa: F401
-
-    assert not torch.cuda.is_initialized()
+def test_importing_the_cli_and_the_bench_loads_neither_torch_nor_an_accelerator():
+    # In a fresh interpreter: `inrgan` must set OpenMP up before torch loads (inrgan.runtime), and importing
+    # the bench must not start CUDA (torch.cuda's own state would be True on a GPU machine only).
+    code = ("import sys, inrgan, inrgan.cli, inrgan.cli.bench, inrgan.cli.train, inrgan.cli.generate; "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "import inrgan.bench, torch; assert not torch.cuda.is_initialized(); print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 @pytest.mark.parametrize("args,message", [

@@ -240,15 +240,19 @@ def _variant(name: str):
 
 @pytest.mark.parametrize("variant", ["cpu-32", "predicted", "bil"])
 def test_rendering_from_inr_parameters_equals_the_render(variant):
+    # The same maths in another order (weights folded before the render): in float64, so that the
+    # bound (1e-10 of the image's range) holds on any CPU; a wrong fold is O(1).
     torch.manual_seed(0)
-    G = _randomise(Generator(_variant(variant)))
-    ws = G.mapping(torch.randn(2, G.z_dim))
+    G = _randomise(Generator(_variant(variant))).double()
+    ws = G.mapping(torch.randn(2, G.z_dim, dtype=torch.float64))
     params = inr_parameters(G.synthesis, ws)
     kw = dict(height=23, width=31, bbox=(-1.3, -0.7, 0.8, 1.2))
     ref = G.synthesis(ws, **kw)
-    torch.testing.assert_close(render_inr(G.synthesis, params, **kw), ref, rtol=1e-5, atol=1e-5)
+    assert ref.dtype == torch.float64
+    tol = 1e-10 * (ref.max() - ref.min()).item()
+    torch.testing.assert_close(render_inr(G.synthesis, params, **kw), ref, rtol=0, atol=tol)
     if variant != "bil":
-        torch.testing.assert_close(render_inr(G.synthesis, params, tile=8, **kw), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(render_inr(G.synthesis, params, tile=8, **kw), ref, rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("space", ["z", "w", "inr"])
@@ -408,3 +412,58 @@ def test_rendering_from_inr_parameters_is_differentiable_in_them():
     img.sum().backward()
     for name in biases:
         torch.testing.assert_close(params[name].grad, torch.full_like(params[name], 12 * 20))
+
+
+# ----------------------------------------------------------------------------------------------
+# A seed's image does not depend on the batch it is rendered in, nor on the thread count.
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_seed_renders_the_same_image_in_any_batch(threads, monkeypatch):
+    from inrgan.models import threads as pool
+
+    monkeypatch.setattr(pool, "MIN_MACS_PER_THREAD", 0)  # take the batch split wherever it applies
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        G = _randomise(Generator(get_preset("cpu-32", 32, 1).G))
+        z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(8)])).float()
+        with torch.inference_mode():
+            batch = G(z, truncation_psi=0.7)  # [8, 1, 32, 32]
+            alone = torch.cat([G(z[i:i + 1], truncation_psi=0.7) for i in range(8)])
+            other_threads = _with_threads(3 - threads, lambda: G(z, truncation_psi=0.7))
+    finally:
+        torch.set_num_threads(before)
+    scale = (alone.max() - alone.min()).item()
+    assert scale > 0.1
+    for out in (batch, other_threads):
+        err = (out - alone).abs().max().item()
+        print(f"threads {threads}: max difference {err:.2e} = {err / scale:.1e} of the image range")
+        assert err <= 1e-5 * scale  # fp32 rounding of reordered sums; a sample mixed with another is O(1)
+
+
+def _with_threads(n: int, fn):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_generate_renders_its_seeds_in_batches_with_the_same_pixels(tmp_path):
+    torch.manual_seed(0)
+    G = _randomise(Generator(get_preset("cpu-32", 16, 1).G))
+    G.save_pretrained(tmp_path / "export")
+    outs = {}
+    for b in (1, 3):
+        d = tmp_path / f"b{b}"
+        r = CliRunner().invoke(main, ["generate", "--checkpoint", str(tmp_path / "export"), "--seeds", "0-6",
+                                      "--out", str(d), "--raw", "--batch", str(b), "--threads", "2"])
+        assert r.exit_code == 0, r.output
+        outs[b] = np.stack([np.load(d / f"seed{s:04d}.npy") for s in range(7)])
+    scale = outs[1].max() - outs[1].min()
+    assert np.abs(outs[3] - outs[1]).max() <= 1e-5 * scale
+    single = G(torch.from_numpy(np.random.RandomState(5).randn(1, G.z_dim)).float())[0].numpy()
+    assert np.abs(outs[3][5] - single).max() <= 1e-5 * scale  # seed 5 from its own RandomState

@@ -54,3 +54,8 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (an export or a training state) that is truncated, foreign or of another model; the
+    message names the file."""

@@ -10,6 +10,8 @@ import importlib
 
 import click
 
+from .. import runtime
+
 # command name -> module under inrgan.cli
 COMMANDS = {
     "info": "info",
@@ -25,6 +27,10 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def main(self, *args, **kwargs):
+        runtime.prepare()  # before any subcommand imports torch
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -38,3 +44,10 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="inrgan")
 def main() -> None:
     """INR-GAN: continuous image GANs. Train, render at any resolution, evaluate."""
+
+
+def threads_option(command):
+    """``--threads N``: the intra-op CPU threads of a command (default: every usable CPU, or
+    ``OMP_NUM_THREADS`` where set); see ``inrgan.runtime``."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads (default: every usable CPU, or OMP_NUM_THREADS where set).")(command)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from ..runtime import set_threads
+from . import threads_option
+
 
 def parse_seeds(text: str) -> list[int]:
     """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
@@ -66,15 +69,18 @@ def load_generator(checkpoint: str, device: str = "cpu"):
               help="Enlarge the box F times around its centre at the same pixel density.")
 @click.option("--tile", type=int, default=None, help="Render in tiles of this size (bounded memory).")
 @click.option("--raw", is_flag=True, help="Also write float32 .npy arrays.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Seeds rendered together (each z still from its own seed; the pixels do not depend on it).")
 @click.option("--device", default="cpu", show_default=True)
+@threads_option
 def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, scale, bbox, extrapolate, tile,
-            raw, device) -> None:
+            raw, batch, device, threads) -> None:
     """Write one PNG per seed and a grid."""
     import numpy as np
-    import torch
 
     from ..rendering.images import make_grid, save_png, to_uint8
 
+    set_threads(threads)
     seed_list = parse_seeds(seeds)
     G = load_generator(checkpoint, device)
     box = parse_bbox(bbox)
@@ -85,17 +91,33 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = []
-    for seed in seed_list:
-        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float().to(device)
-        with torch.inference_mode():
-            img = G(z, truncation_psi=truncation_psi, height=H, width=W, bbox=box, tile=tile)
-        arr = to_uint8(img)
-        frames.append(arr[0])
-        save_png(arr[0], out_dir / f"seed{seed:04d}.png")
-        if raw:
-            np.save(out_dir / f"seed{seed:04d}.npy", img[0].float().cpu().numpy())
+    for i in range(0, len(seed_list), batch):
+        group = seed_list[i:i + batch]
+        imgs = render_seeds(G, group, truncation_psi, device, height=H, width=W, bbox=box, tile=tile)
+        for seed, img, arr in zip(group, imgs, to_uint8(imgs), strict=True):
+            frames.append(arr)
+            save_png(arr, out_dir / f"seed{seed:04d}.png")
+            if raw:
+                np.save(out_dir / f"seed{seed:04d}.npy", img.float().cpu().numpy())
     save_png(make_grid(np.stack(frames)), out_dir / "grid.png")
     click.echo(f"wrote {len(seed_list)} images of {H}x{W} and grid.png to {out_dir}")
+
+
+def seed_latents(seeds: list[int], z_dim: int, device="cpu"):
+    """z [len(seeds), z_dim]: each row from its own seed (numpy's RandomState, as the reference code)."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float().to(device)
+
+
+def render_seeds(G, seeds: list[int], truncation_psi: float = 1.0, device="cpu", **render):
+    """Images [len(seeds), C, H, W] of ``seeds`` in one batch; a seed's image does not depend on the batch
+    it is in (to fp32 rounding, tests/test_rendering.py)."""
+    import torch
+
+    with torch.inference_mode():
+        return G(seed_latents(seeds, G.z_dim, device), truncation_psi=truncation_psi, **render)
 
 
 def render_geometry(G, resolution, height, width, scale, bbox, extrapolate):

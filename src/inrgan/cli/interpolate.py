@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..runtime import set_threads
+from . import threads_option
 from .generate import load_generator, parse_bbox, parse_seeds
 
 SPACE_CHOICES = ("z", "w", "inr")
@@ -37,9 +39,11 @@ def parse_spaces(text: str) -> list[str]:
 @click.option("--bbox", default=None, help="Box x0,y0,x1,y1 in the training frame.")
 @click.option("--tile", type=int, default=None, help="Render in tiles of this size.")
 @click.option("--device", default="cpu", show_default=True)
+@threads_option
 def command(checkpoint, seeds, space, out, steps, frames, gif, mp4, fps, loop, truncation_psi, height, width, bbox,
-            tile, device) -> None:
+            tile, device, threads) -> None:
     """Interpolate between seeds: one PNG strip per space (a row per pair of seeds), and GIF/MP4 animations."""
+    set_threads(threads)
     import numpy as np
     import torch
 

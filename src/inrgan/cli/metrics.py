@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from ..metrics.extractors import EXTRACTORS, INCEPTION_ENV
+from ..runtime import set_threads
+from . import threads_option
 
 
 def format_value(record: dict[str, Any]) -> str:
@@ -65,12 +67,15 @@ def format_table(records: list[dict[str, Any]]) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated latents.")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
               help=f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or ${INCEPTION_ENV}).")
+@threads_option
 def command(checkpoint: str, data: str, metric_names: str, features: str, resolution: int | None,
             truncation_psi: float, as_json: bool, num_real: int | None, batch_size: int, device: str, seed: int,
-            inception_weights: str | None) -> None:
+            inception_weights: str | None, threads: int | None) -> None:
     """Evaluate a generator: prints each metric with its protocol (extractor and weights sha256, resize
     filter, image counts, resolution, truncation, seed, time)."""
     import torch
+
+    set_threads(threads)
 
     from ..data import DatasetError, open_dataset
     from ..metrics import ExtractorError, MetricsError, build_extractor, evaluate, parse_metric

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from ..config import DEFAULT_PRESET, PRESETS
+from ..runtime import set_threads, threads_are_automatic
+from . import threads_option
 
 
 def _parse_metrics(value: str | None) -> list[str]:
@@ -44,8 +46,10 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--metrics-every", type=float, default=None, help="kimg between evaluations (default: at the end).")
 @click.option("--features", default="effnet-lite0", show_default=True, help="Feature extractor for metrics.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@threads_option
 def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
-            xflip, g_tile, r1_batch, d_checkpoint, device, workers, metrics, metrics_every, features, no_progress) -> None:
+            xflip, g_tile, r1_batch, d_checkpoint, device, workers, metrics, metrics_every, features, no_progress,
+            threads) -> None:
     """Train INR-GAN (or continue a run with --resume RUN_DIR).
 
     Started by torchrun (torchrun --nproc_per_node N -m inrgan train ...), every process trains on its
@@ -53,11 +57,13 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
     """
     from ..config import ConfigError
     from ..data import DatasetError
+    from ..io import CheckpointError
     from ..training.distributed import DistributedError, torchrun_ranks
     from ..training.loop import RunOptions, TrainingDivergedError, train
 
     if out is None and resume is None:
         raise click.UsageError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
+    set_threads(threads)
     if resume is None and data is None:
         data = "fashion-mnist"
     if resume is not None and seed is not None:
@@ -67,12 +73,14 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
                          metrics=_parse_metrics(metrics), metrics_every=metrics_every, features=features)
     if resume is None:
         options.preset = preset or DEFAULT_PRESET
+    options.adaptive_threads = threads_are_automatic(threads)
     overrides = dict(batch=batch, kimg=kimg, seed=seed, r1_gamma=r1_gamma, lr=lr, tick_kimg=tick_kimg,
                      snapshot_ticks=snapshot_ticks, xflip=xflip, g_tile=g_tile,
                      r1_batch=r1_batch, d_checkpoint=d_checkpoint)
     try:
         last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
-    except (ConfigError, DatasetError, FileNotFoundError, TrainingDivergedError, DistributedError) as e:
+    except (ConfigError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError,
+            DistributedError) as e:
         raise click.ClickException(str(e)) from e
     rank = (torchrun_ranks() or (0, 1, 0))[0]
     if last and rank == 0:

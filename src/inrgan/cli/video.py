@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..runtime import set_threads
+from . import threads_option
 from .generate import load_generator, parse_bbox, parse_numbers
 
 
@@ -32,9 +34,11 @@ def parse_point(text: str | None) -> tuple[float, float] | None:
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
 @click.option("--tile", type=int, default=None, help="Render in tiles of this size.")
 @click.option("--device", default="cpu", show_default=True)
+@threads_option
 def command(checkpoint, seed, mode, out, frames, fps, height, width, bbox, center, zoom, extrapolate, strip,
-            truncation_psi, tile, device) -> None:
+            truncation_psi, tile, device, threads) -> None:
     """Render one seed along a camera path: zoom in (detail added at every scale) or pan past the edges."""
+    set_threads(threads)
     import numpy as np
     import torch
 

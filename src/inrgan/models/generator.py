@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import GeneratorConfig
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import CheckpointError, atomic_write_bytes, atomic_write_text
 from .mapping import MappingNetwork
 from .synthesis import SynthesisNetwork
 
@@ -75,11 +75,18 @@ class Generator(nn.Module):
         if not cfg_path.is_file() or not weights_path.is_file():
             raise FileNotFoundError(f"{path}: not a generator export (needs {CONFIG_NAME} and {WEIGHTS_NAME}) "
                                     f"nor a run directory with export/")
-        meta = json.loads(cfg_path.read_text())
-        if meta.get("format") != EXPORT_FORMAT:
-            raise ValueError(f"{cfg_path}: format {meta.get('format')!r} is not {EXPORT_FORMAT!r}")
-        G = cls(GeneratorConfig.from_dict(meta["config"]))
-        state = load_file(str(weights_path), device=str(map_location))
+        G = cls(_read_export_config(cfg_path))
+        try:
+            state = load_file(str(weights_path), device=str(map_location))
+        except Exception as e:  # safetensors' own error types: a torn or foreign file
+            raise CheckpointError(f"{weights_path}: not a readable safetensors file (truncated or foreign: "
+                                  f"{str(e).strip()[:200]})") from e
+        expected = G.state_dict()
+        wrong = sorted(set(expected) ^ set(state)) + sorted(
+            k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+        if wrong:
+            raise CheckpointError(f"{weights_path}: its tensors do not fit the model in {cfg_path.name} "
+                                  f"({len(wrong)} missing, unexpected or of another shape, e.g. {wrong[0]!r})")
         G.load_state_dict(state, strict=True)
         return G.eval().requires_grad_(False)
 
@@ -94,3 +101,18 @@ class Generator(nn.Module):
         meta = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": self.cfg.to_dict(), **(extra or {})}
         atomic_write_text(path / CONFIG_NAME, json.dumps(meta, indent=2))
         return path
+
+
+def _read_export_config(cfg_path: Path) -> GeneratorConfig:
+    """The generator config of an export's config.json, or a CheckpointError naming the file."""
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{cfg_path}: format {found!r} is not {EXPORT_FORMAT!r}")
+    try:
+        return GeneratorConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{cfg_path}: not a generator config ({e})") from e

@@ -37,10 +37,10 @@ class MappingNetwork(nn.Module):
         """z [B, z_dim] -> ws [B, num_ws, w_dim]. ``update_w_avg`` defaults to ``self.training``."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape [B, {self.z_dim}], got {list(z.shape)}")
-        x = normalize_2nd_moment(z.float())
+        x = normalize_2nd_moment(z.to(self.w_avg.dtype))  # fp32, or fp64 for a float64 model
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
-        x = x.float()  # under autocast the layers give bf16/fp16: w, w_avg and the truncation stay fp32
+        x = x.to(self.w_avg.dtype)  # under autocast the layers give bf16/fp16: w, w_avg and the truncation stay fp32
         if update_w_avg if update_w_avg is not None else self.training:
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))

@@ -78,7 +78,7 @@ class Distributed:
 
     def mean(self, *values: Tensor) -> list[float]:
         """Means over ranks of scalar tensors (losses, mean logits), as floats: one all_reduce for all."""
-        x = torch.stack([v.detach().float().reshape(()) for v in values])  # [n]
+        x = torch.stack([v.detach().double().reshape(()) for v in values])  # [n]
         if self.active:
             self._all_reduce(x, "averaging the losses")
             x /= self.world_size

@@ -31,10 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, DiscriminatorConfig, GeneratorConfig, TrainingConfig, get_preset
-from ..io import atomic_write_text
+from ..io import CheckpointError, atomic_write_text
 from ..models import Discriminator, Generator
 from ..models.discriminator import mbstd_micro_batches
 from ..rendering.images import save_grid
+from ..runtime import ThreadGovernor
 from .checkpoint import STATE_NAME, load_training_state, save_training_state
 from .distributed import Distributed, init_distributed
 from .ema import ema_beta, update_ema
@@ -60,6 +61,9 @@ class RunOptions:
     metrics: list[str] = field(default_factory=list)
     metrics_every: float | None = None  # kimg; None: at every snapshot
     features: str = "effnet-lite0"
+    # CPU training follows the CPUs other programs leave free (inrgan.runtime.ThreadGovernor); the CLI sets
+    # it unless --threads or OMP_NUM_THREADS fixes the count.
+    adaptive_threads: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -268,6 +272,17 @@ class Run:
     state: dict[str, Any] | None = None  # training state to resume from
 
 
+def _restore(s: dict[str, Any], G, D, G_ema, G_opt, D_opt, t: TrainingConfig) -> None:
+    """Load the networks and optimizers of a training state; the recipe's lr, betas and eps win (--lr etc.)."""
+    G.load_state_dict(s["G"])
+    D.load_state_dict(s["D"])
+    G_ema.load_state_dict(s["G_ema"])
+    for opt, fresh in zip((G_opt, D_opt), make_optimizers(G, D, t), strict=True):
+        opt.load_state_dict(s["G_opt" if opt is G_opt else "D_opt"])
+        for group, new in zip(opt.param_groups, fresh.param_groups, strict=True):
+            group.update(lr=new["lr"], betas=new["betas"], eps=new["eps"])
+
+
 def plan_run(
     options: RunOptions,
     resume: str | os.PathLike | None = None,
@@ -290,15 +305,20 @@ def plan_run(
     run_json = resume / RUN_CONFIG
     if not run_json.is_file():
         raise FileNotFoundError(f"{resume}: not a run directory (no {RUN_CONFIG})")
-    meta = json.loads(run_json.read_text())
     state = load_training_state(resume / STATE_NAME)
-    for key in ("data", "preset", "resolution"):
-        if getattr(options, key) is None:
-            setattr(options, key, meta["options"][key])
-    t = TrainingConfig.from_dict(meta["training"])
-    G_cfg = GeneratorConfig.from_dict(state["G_cfg"])
-    return Run(G_cfg, DiscriminatorConfig.from_dict(state["D_cfg"]), fitted(G_cfg, replace(t, **overrides)), options,
-               state)
+    try:
+        meta = json.loads(run_json.read_text())
+        for key in ("data", "preset", "resolution"):
+            if getattr(options, key) is None:
+                setattr(options, key, meta["options"][key])
+        t = TrainingConfig.from_dict(meta["training"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"{run_json}: not a readable run description ({type(e).__name__}: {e})") from e
+    try:
+        G_cfg, D_cfg = GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
+    except (TypeError, ConfigError) as e:
+        raise CheckpointError(f"{resume / STATE_NAME}: its configs are not readable ({e})") from e
+    return Run(G_cfg, D_cfg, fitted(G_cfg, replace(t, **overrides)), options, state)
 
 
 def fitted(G_cfg: GeneratorConfig, t: TrainingConfig) -> TrainingConfig:
@@ -366,15 +386,14 @@ def _train(
     cur_nimg, cur_tick, batch_idx = 0, 0, 0
     if run.state is not None:
         s = run.state
-        G.load_state_dict(s["G"])
-        D.load_state_dict(s["D"])
-        G_ema.load_state_dict(s["G_ema"])
-        for opt, fresh in zip((G_opt, D_opt), make_optimizers(G, D, t), strict=True):
-            opt.load_state_dict(s["G_opt" if opt is G_opt else "D_opt"])
-            for group, new in zip(opt.param_groups, fresh.param_groups, strict=True):
-                group.update(lr=new["lr"], betas=new["betas"], eps=new["eps"])  # --lr etc. on resume
-        cur_nimg, cur_tick, batch_idx = int(s["cur_nimg"]), int(s["cur_tick"]), int(s["batch_idx"])
-        _set_rng_state(rng, s["rng_state"])
+        try:
+            _restore(s, G, D, G_ema, G_opt, D_opt, t)
+            cur_nimg, cur_tick, batch_idx = int(s["cur_nimg"]), int(s["cur_tick"]), int(s["batch_idx"])
+            _set_rng_state(rng, s["rng_state"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{Path(resume) / STATE_NAME}: the training state does not fit its own "
+                                  f"configs ({first})") from e
         log(f"resuming from {resume} at {cur_nimg / 1000:.3f} kimg")
     dist.broadcast_((G, D, G_ema))  # every replica starts from rank 0's weights
 
@@ -403,6 +422,8 @@ def _train(
     tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
     accum: dict[str, list[float]] = {}
     last: dict[str, Any] = {}
+    adaptive = options.adaptive_threads and device.type == "cpu" and not dist.active
+    governor = ThreadGovernor(torch.get_num_threads()) if adaptive else None
 
     def snapshot() -> None:
         state = {
@@ -424,6 +445,8 @@ def _train(
             flip = (torch.rand(t.batch, generator=rng) < 0.5)[shard]
             real = torch.where(flip.to(device)[:, None, None, None], real.flip(3), real)
         gen_z = torch.randn(2, t.batch, G_cfg.z_dim, generator=rng)[:, shard].to(device)  # [2, B / ranks, z_dim]
+        if governor is not None:
+            governor.update()
         stats = training_step(G, D, G_opt, D_opt, real, (gen_z[0], gen_z[1]), batch_idx % t.r1_interval == 0,
                               t, cur_nimg, mixed, dist)
         cur_nimg += t.batch
@@ -445,7 +468,7 @@ def _train(
         last = {
             "tick": cur_tick, "kimg": cur_nimg / 1000, "time_s": round(now - start_time, 3),
             "img_per_s": round((cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 3),
-            "ema_beta": beta, **{k: sum(v) / len(v) for k, v in accum.items()},
+            "ema_beta": beta, "threads": torch.get_num_threads(), **{k: sum(v) / len(v) for k, v in accum.items()},
         }
         cur_tick += 1
         if dist.is_main:
