@@ -30,11 +30,11 @@ test: setup
 	$(BIN)/python -m pytest
 
 # The suite again with the rounding another machine would give: AVX2 kernels in MKL and oneDNN (an older or
-# other CPU), one OpenMP thread, torch's kernels instead of the C ones; then with no C compiler (the C
-# kernels cannot be built: the fallback path, from an empty cache).
+# other CPU), one OpenMP thread, torch's kernels instead of the C ones; then with nothing but the venv on
+# PATH, so no C compiler (the C kernels cannot be built: the fallback path, from an empty cache).
 test-matrix: setup
 	MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1 INRGAN_NATIVE=0 $(BIN)/python -m pytest
-	cache=$$(mktemp -d) && CC=/nonexistent/cc INRGAN_CACHE_DIR=$$cache $(BIN)/python -m pytest; \
+	cache=$$(mktemp -d) && PATH="$(CURDIR)/$(BIN)" CC=cc INRGAN_CACHE_DIR=$$cache $(CURDIR)/$(BIN)/python -m pytest; \
 		status=$$?; rm -rf $$cache; exit $$status
 
 demo: setup

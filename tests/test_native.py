@@ -1,7 +1,8 @@
 """The C kernels of inrgan.models.native against torch, and how they are built, found and turned off.
 
-The kernels need a C compiler: where none is found these tests are skipped, and the model runs torch's
-kernels (tested here by hiding the compiler).
+The kernels need a C compiler: where none is found, or ``INRGAN_NATIVE=0`` turns them off (as `make
+test-matrix` does), the tests of the kernels themselves are skipped with that reason, and the fallback to
+torch's kernels is tested by hiding the compiler.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import torch
 
 from inrgan.models import fmm, native, threads
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(os.environ.get("CC", "cc")) is None and shutil.which("gcc") is None and shutil.which("clang") is None,
-    reason="no C compiler",
-)
+NO_COMPILER = (shutil.which(os.environ.get("CC", "cc")) is None and shutil.which("gcc") is None
+               and shutil.which("clang") is None)
+needs_compiler = pytest.mark.skipif(NO_COMPILER, reason="no C compiler on PATH: the C kernels cannot be built here")
 
 
 @pytest.fixture(scope="module")
 def lib():
+    if os.environ.get("INRGAN_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        pytest.skip("the C kernels are turned off by INRGAN_NATIVE")
+    if NO_COMPILER:
+        pytest.skip("no C compiler on PATH: the C kernels cannot be built here")
     lib = native.library()
     assert lib is not None, native.unavailable_reason()
     return lib
@@ -30,10 +34,11 @@ def lib():
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
-    """native's module state reset (restored afterwards), its cache in a fresh folder."""
+    """native's module state reset (restored afterwards), its cache in a fresh folder, the kernels on."""
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_tried", False)
     monkeypatch.setattr(native, "_error", None)
+    monkeypatch.delenv("INRGAN_NATIVE", raising=False)
     monkeypatch.setenv("INRGAN_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
@@ -124,6 +129,7 @@ def test_bad_operands_are_named(lib):
                           (1.0, 1.0))
 
 
+@needs_compiler
 def test_the_library_is_built_once_into_the_cache_and_loaded_from_it(fresh, monkeypatch):
     assert native.library() is not None
     built = list(fresh.glob("native-*.so"))
@@ -137,12 +143,14 @@ def test_the_library_is_built_once_into_the_cache_and_loaded_from_it(fresh, monk
     assert built[0].stat().st_mtime_ns == stamp
 
 
+@needs_compiler
 def test_an_unwritable_cache_builds_for_the_process(fresh, monkeypatch):
     fresh.parent.joinpath("cache").write_text("a file where the folder should be")
     assert native.library() is not None
     assert fresh.read_text() == "a file where the folder should be"  # nothing overwritten
 
 
+@needs_compiler
 def test_a_failed_build_leaves_no_file_and_falls_back_to_torch(fresh, monkeypatch, tmp_path):
     bad = tmp_path / "bad.c"
     bad.write_text("this is not C\n")
@@ -163,7 +171,7 @@ def test_no_compiler_or_switched_off_falls_back_to_torch(fresh, monkeypatch):
     assert native.library() is None and native.unavailable_reason() == "turned off by INRGAN_NATIVE"
 
 
-def test_a_model_renders_the_same_without_the_kernels(monkeypatch):
+def test_a_model_renders_the_same_without_the_kernels(lib, monkeypatch):
     from test_fast_paths import _close, _generator
 
     monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 0)
@@ -200,7 +208,7 @@ def test_weights_made_per_sample_equal_the_batchs(lib):
 
 
 @pytest.mark.parametrize("threads_", [1, 2])
-def test_renders_with_weights_made_when_used_equal_the_reference(threads_, monkeypatch):
+def test_renders_with_weights_made_when_used_equal_the_reference(lib, threads_, monkeypatch):
     """One thread: the plain forward makes its weights per sample; two: the sample-parallel workers do.
     The 32-channel inr-gan at 64^2 runs its small levels through batched products and its large ones
     through oneDNN one sample at a time: both take the per-sample weights."""
