@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-index --no-deps "$(LOCAL_TORCH)" 2>/dev/null \
 		&& echo "setup: using the local $(LOCAL_TORCH) wheel" \
 		|| echo "setup: no local $(LOCAL_TORCH) wheel; pip installs torch from the index"
-	$(BIN)/python -m pip install --quiet -e ".[dev,metrics]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,plot]"
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "setup: installing Debian's dataset-fashion-mnist"; \
 		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \

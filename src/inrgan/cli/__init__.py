@@ -23,6 +23,7 @@ COMMANDS = {
     "video": "video",
     "import-official": "import_official",
     "bench": "bench",
+    "plot": "plot",
 }
 
 

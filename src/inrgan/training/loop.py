@@ -10,6 +10,7 @@ resumes a run and drives the steps, writing everything under the run directory:
       state.pt             complete training state (weights_only loadable), atomically replaced
       export/              G_ema as config.json + model.safetensors (Generator.from_pretrained)
       metrics.jsonl        metric records, when --metrics is given
+      plots/training.png   losses, D outputs, speed and metrics against kimg (with matplotlib installed)
 
 Under torchrun every rank runs :func:`train` on its shard of each global batch and only rank 0 writes
 the run directory; see :mod:`inrgan.training.distributed` and docs/distributed.md.
@@ -436,6 +437,7 @@ def _train(
         save_training_state(run_dir / STATE_NAME, state)
         atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
         G_ema.save_pretrained(run_dir / "export", extra={"kimg": cur_nimg / 1000, "run": str(run_dir)})
+        _plot(run_dir)
 
     while cur_nimg < total_nimg:
         real = next(loader).to(device).float() / 127.5 - 1  # [B / ranks, C, R, R]
@@ -520,6 +522,18 @@ def _evaluate(G_ema, dataset, options: RunOptions, run_dir: Path, cur_nimg: int,
         for r in records:
             f.write(json.dumps({"kimg": cur_nimg / 1000, **r}) + "\n")
     log(" ".join(f"{r['metric']}={r['value']:.4g}" for r in records))
+    _plot(run_dir)
+
+
+def _plot(run_dir: Path) -> None:
+    """The training curves at each snapshot, where matplotlib is installed (the ``plot`` extra)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    from .plots import plot_run
+
+    plot_run(run_dir)
 
 
 def _tensorboard(run_dir: Path):
