@@ -110,3 +110,66 @@ def test_bad_targets_and_settings_are_refused(G):
         ProjectionConfig(space="z")
     with pytest.raises(ProjectionError, match="tune"):
         ProjectionConfig(space="inr", tune_steps=5)
+
+
+# ----------------------------------------------------------------------------------------------
+# inrgan project, end to end.
+
+
+def _save_target(path, arr):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(((arr + 1) * 127.5).clip(0, 255).astype(np.uint8), "L").save(path)
+    return path
+
+
+def test_the_command_fits_renders_and_interpolates(G, generated, tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from inrgan.cli import main
+
+    _, img = generated
+    G.save_pretrained(tmp_path / "export")
+    a = _save_target(tmp_path / "a.png", img[0, 0].numpy()[::2, ::2])  # 8 x 8: half the density
+    wide = _save_target(tmp_path / "wide.png", np.tile(img[0, 0].numpy()[:8], (1, 2)))  # 8 x 32
+    common = ["--checkpoint", tmp_path / "export", "--steps", 15, "--perceptual", 0, "--threads", 1]
+
+    def run(*args):
+        return CliRunner().invoke(main, ["project", *map(str, [*args, *common])], catch_exceptions=False)
+
+    r = run("--target", a, "--out", tmp_path / "pa", "--scale", 4, "--extrapolate", 2, "--zoom", 4)
+    assert r.exit_code == 0, r.output
+    names = {p.name for p in (tmp_path / "pa").iterdir()}
+    assert {"projection.npz", "reconstruction.png", "losses.json", "optimisation.gif", "scale4.png",
+            "extrapolate2.png", "zoom.gif"} <= names
+    assert Image.open(tmp_path / "pa" / "reconstruction.png").size == (8, 8)
+    assert Image.open(tmp_path / "pa" / "scale4.png").size == (32, 32)
+    assert Image.open(tmp_path / "pa" / "extrapolate2.png").size == (16, 16)
+    r = run("--target", wide, "--out", tmp_path / "pw", "--interpolate-with", tmp_path / "pa")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "pw" / "reconstruction.png").size == (32, 8)  # any aspect ratio
+    assert Image.open(tmp_path / "pw" / "interpolation.png").size == (9 * 32, 8)
+
+
+def test_the_command_refuses_bad_targets(G, tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from inrgan.cli import main
+
+    G.save_pretrained(tmp_path / "export")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8), "RGB").save(tmp_path / "rgb.png")
+    for target, message in (("broken.png", "not a readable image"), ("rgb.png", "convert it to L first")):
+        r = CliRunner().invoke(main, ["project", "--checkpoint", str(tmp_path / "export"), "--target",
+                                      str(tmp_path / target), "--out", str(tmp_path / "o"), "--steps", "2"],
+                               catch_exceptions=False)
+        assert r.exit_code == 1 and message in r.output and target in r.output, r.output
+    r = CliRunner().invoke(main, ["project", "--checkpoint", str(tmp_path / "export"), "--target",
+                                  str(tmp_path / "rgb.png"), "--out", str(tmp_path / "o"), "--steps", "2",
+                                  "--perceptual", "0", "--convert"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output

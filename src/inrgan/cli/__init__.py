@@ -24,6 +24,7 @@ COMMANDS = {
     "import-official": "import_official",
     "bench": "bench",
     "plot": "plot",
+    "project": "project",
 }
 
 
