@@ -9,3 +9,14 @@ import os
 
 if "GOMP_SPINCOUNT" not in os.environ:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def write_noise_images(folder, count: int, size: int, seed: int = 0) -> str:
+    """``count`` grayscale uniform-noise PNGs of ``size`` x ``size`` in ``folder``: a tiny training set."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    for i in range(count):
+        Image.fromarray((rng.rand(size, size) * 255).astype(np.uint8), "L").save(folder / f"{i:03d}.png")
+    return str(folder)

@@ -18,11 +18,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import write_noise_images
 from inrgan import Discriminator, Generator, get_preset
 from inrgan.config import ConfigError
 from inrgan.metrics.evaluate import generated_features
@@ -39,11 +38,7 @@ WAIT_S = 120  # no rank program here needs more than a few seconds; this only st
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("imgs")
-    rng = np.random.RandomState(0)
-    for i in range(24):
-        Image.fromarray((rng.rand(20, 20) * 255).astype(np.uint8), "L").save(d / f"{i:03d}.png")
-    return str(d)
+    return write_noise_images(tmp_path_factory.mktemp("imgs"), 24, 20)
 
 
 @pytest.fixture

@@ -202,8 +202,20 @@ class TrainingConfig:
     # R1 on micro-batches of about this many reals (whole minibatch-std groups), each differentiated twice on
     # its own: the same penalty and gradients, with the R1 step's memory of one micro-batch. None: one batch.
     r1_batch: int | None = None
+    # Augmentation of every image D sees (inrgan.training.augment): "none", "ada" (probability p adjusted
+    # toward aug_target, or fixed at aug_p) or "diffaugment".
+    aug: str = "none"
+    aug_target: float = 0.6
+    aug_p: float | None = None
+    ada_kimg: float = 500.0  # ADA's p can go from 0 to 1 in this many kimg
 
     def __post_init__(self) -> None:
+        if self.aug not in ("none", "ada", "diffaugment"):
+            raise ConfigError(f"aug (--aug) must be none, ada or diffaugment, got {self.aug!r}")
+        if self.aug_p is not None and not 0 <= self.aug_p <= 1:
+            raise ConfigError(f"aug_p (--aug-p) must lie in [0, 1], got {self.aug_p}")
+        if not 0 < self.aug_target < 1 or self.ada_kimg <= 0:
+            raise ConfigError("aug_target (--aug-target) must lie in (0, 1) and ada_kimg be positive")
         if self.batch < 1:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
         if self.r1_interval < 1 or self.g_reg_interval < 1:

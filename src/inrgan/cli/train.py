@@ -39,6 +39,11 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--d-checkpoint/--no-d-checkpoint", "d_checkpoint", default=None,
               help="Recompute D's block activations in the backward pass instead of keeping them: the same "
                    "gradients, a second forward of D.")
+@click.option("--aug", type=click.Choice(["none", "ada", "diffaugment"]), default=None,
+              help="Augment every image D sees: ADA (adaptive p) or DiffAugment (default: none).")
+@click.option("--aug-target", type=float, default=None, help="ADA's target for E[sign(D(real))] (default 0.6).")
+@click.option("--aug-p", type=float, default=None, help="ADA at this fixed probability instead of the adaptive one.")
+@click.option("--ada-kimg", type=float, default=None, help="kimg in which ADA's p can go from 0 to 1 (default 500).")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda or mps. Under torchrun: cuda (each rank on cuda:LOCAL_RANK, NCCL) or cpu (gloo).")
 @click.option("--workers", type=int, default=0, show_default=True, help="Data loading processes.")
@@ -48,8 +53,8 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @threads_option
 def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
-            xflip, g_tile, r1_batch, d_checkpoint, device, workers, metrics, metrics_every, features, no_progress,
-            threads) -> None:
+            xflip, g_tile, r1_batch, d_checkpoint, aug, aug_target, aug_p, ada_kimg, device, workers, metrics,
+            metrics_every, features, no_progress, threads) -> None:
     """Train INR-GAN (or continue a run with --resume RUN_DIR).
 
     Started by torchrun (torchrun --nproc_per_node N -m inrgan train ...), every process trains on its
@@ -76,7 +81,8 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
     options.adaptive_threads = threads_are_automatic(threads)
     overrides = dict(batch=batch, kimg=kimg, seed=seed, r1_gamma=r1_gamma, lr=lr, tick_kimg=tick_kimg,
                      snapshot_ticks=snapshot_ticks, xflip=xflip, g_tile=g_tile,
-                     r1_batch=r1_batch, d_checkpoint=d_checkpoint)
+                     r1_batch=r1_batch, d_checkpoint=d_checkpoint, aug=aug, aug_target=aug_target, aug_p=aug_p,
+                     ada_kimg=ada_kimg)
     try:
         last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
     except (ConfigError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError,

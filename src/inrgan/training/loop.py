@@ -37,6 +37,7 @@ from ..models import Discriminator, Generator
 from ..models.discriminator import mbstd_micro_batches
 from ..rendering.images import save_grid
 from ..runtime import ThreadGovernor
+from .augment import AugmentedD, AugmentPipe, ada_update
 from .checkpoint import STATE_NAME, load_training_state, save_training_state
 from .distributed import Distributed, init_distributed
 from .ema import ema_beta, update_ema
@@ -220,7 +221,8 @@ def training_step(
     fake_logits = D(fake, **d_opts)
     real_logits = D(real, **d_opts)
     loss_D = d_logistic_loss(real_logits, fake_logits)
-    stats["loss_D"], stats["D_real"], stats["D_fake"] = dist.mean(loss_D, real_logits.mean(), fake_logits.mean())
+    stats["loss_D"], stats["D_real"], stats["D_fake"], stats["D_real_sign"] = dist.mean(
+        loss_D, real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
     _check_finite("loss_D", stats["loss_D"], cur_nimg)
     D_opt.zero_grad(set_to_none=True)
     loss_D.backward()
@@ -282,6 +284,14 @@ def _restore(s: dict[str, Any], G, D, G_ema, G_opt, D_opt, t: TrainingConfig) ->
         opt.load_state_dict(s["G_opt" if opt is G_opt else "D_opt"])
         for group, new in zip(opt.param_groups, fresh.param_groups, strict=True):
             group.update(lr=new["lr"], betas=new["betas"], eps=new["eps"])
+
+
+def _restore_augment(s: dict[str, Any], pipe, t: TrainingConfig) -> None:
+    """The augmentation's p and random stream; a run that did not augment before starts at --aug-p or 0."""
+    if pipe is None or "augment" not in s:
+        return
+    pipe.p.fill_(t.aug_p if t.aug_p is not None else float(s["augment"]["p"]))
+    pipe.generator.set_state(s["augment"]["rng"])
 
 
 def plan_run(
@@ -383,12 +393,15 @@ def _train(
     D = Discriminator(D_cfg).to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G_opt, D_opt = make_optimizers(G, D, t)
+    pipe = AugmentPipe(t.aug, p=t.aug_p or 0.0, seed=t.seed + 1) if t.aug != "none" else None
+    D_seen = AugmentedD(D, pipe) if pipe is not None else D  # every phase's D, R1 included, sees augmented images
     rng = torch.Generator().manual_seed(t.seed)
     cur_nimg, cur_tick, batch_idx = 0, 0, 0
     if run.state is not None:
         s = run.state
         try:
             _restore(s, G, D, G_ema, G_opt, D_opt, t)
+            _restore_augment(s, pipe, t)
             cur_nimg, cur_tick, batch_idx = int(s["cur_nimg"]), int(s["cur_tick"]), int(s["batch_idx"])
             _set_rng_state(rng, s["rng_state"])
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
@@ -433,6 +446,7 @@ def _train(
             "G_opt": G_opt.state_dict(), "D_opt": D_opt.state_dict(),
             "cur_nimg": cur_nimg, "cur_tick": cur_tick, "batch_idx": batch_idx,
             "rng_state": _rng_state(rng),
+            **({"augment": {"p": float(pipe.p), "rng": pipe.generator.get_state()}} if pipe is not None else {}),
         }
         save_training_state(run_dir / STATE_NAME, state)
         atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
@@ -449,12 +463,14 @@ def _train(
         gen_z = torch.randn(2, t.batch, G_cfg.z_dim, generator=rng)[:, shard].to(device)  # [2, B / ranks, z_dim]
         if governor is not None:
             governor.update()
-        stats = training_step(G, D, G_opt, D_opt, real, (gen_z[0], gen_z[1]), batch_idx % t.r1_interval == 0,
+        stats = training_step(G, D_seen, G_opt, D_opt, real, (gen_z[0], gen_z[1]), batch_idx % t.r1_interval == 0,
                               t, cur_nimg, mixed, dist)
         cur_nimg += t.batch
         batch_idx += 1
         beta = ema_beta(t.batch, cur_nimg, t.ema_kimg, t.ema_rampup)
         update_ema(G_ema, G, beta)
+        if pipe is not None and t.aug == "ada" and t.aug_p is None:
+            pipe.p.fill_(ada_update(float(pipe.p), stats["D_real_sign"], t.aug_target, t.batch, t.ada_kimg))
         for k, v in stats.items():
             accum.setdefault(k, []).append(v)
         if progress is not None:
@@ -471,8 +487,12 @@ def _train(
             "tick": cur_tick, "kimg": cur_nimg / 1000, "time_s": round(now - start_time, 3),
             "img_per_s": round((cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 3),
             "ema_beta": beta, "threads": torch.get_num_threads(), **{k: sum(v) / len(v) for k, v in accum.items()},
+            **({"aug_p": float(pipe.p)} if pipe is not None else {}),
         }
         cur_tick += 1
+        if progress is None and options.progress and dist.is_main:
+            log(f"tick {last['tick']}: {last['kimg']:.2f} kimg, {last['img_per_s']:.1f} img/s, "
+                f"G {last['loss_G']:.3f}, D {last['loss_D']:.3f}, samples/fakes{cur_nimg // 1000:06d}.png")
         if dist.is_main:
             with open(run_dir / "stats.jsonl", "a") as f:
                 f.write(json.dumps(last) + "\n")
@@ -545,7 +565,10 @@ def _tensorboard(run_dir: Path):
 
 
 def _progress(enabled: bool, total: int, initial: int):
-    if not enabled:
+    """A tqdm bar on a terminal; None elsewhere (a log gets one line per tick instead of carriage returns)."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 

@@ -16,6 +16,7 @@ PANELS = (
     ("losses", ("loss_G", "loss_D", "loss_r1")),
     ("D output (logits)", ("D_real", "D_fake")),
     ("speed (img/s)", ("img_per_s",)),
+    ("augmentation p", ("aug_p",)),  # drawn only for runs that augment
 )
 
 
@@ -81,6 +82,7 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -
     curves = read_curves(run_dir)
     out = Path(out) if out is not None else Path(run_dir) / "plots" / "training.png"
     panels = [(title, {k: curves.stats[k] for k in keys if k in curves.stats}) for title, keys in PANELS]
+    panels = [(title, series) for title, series in panels if series or title != "augmentation p"]
     panels.append(("metrics", curves.metrics))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=100)
     for ax, (title, series) in zip(axes, panels, strict=True):
