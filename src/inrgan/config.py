@@ -208,6 +208,7 @@ class TrainingConfig:
     aug_target: float = 0.6
     aug_p: float | None = None
     ada_kimg: float = 500.0  # ADA's p can go from 0 to 1 in this many kimg
+    freeze_d: int = 0  # D's first (highest-resolution) blocks kept frozen, for fine-tuning (FreezeD)
 
     def __post_init__(self) -> None:
         if self.aug not in ("none", "ada", "diffaugment"):
@@ -218,6 +219,8 @@ class TrainingConfig:
             raise ConfigError("aug_target (--aug-target) must lie in (0, 1) and ada_kimg be positive")
         if self.batch < 1:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
+        if self.freeze_d < 0:
+            raise ConfigError(f"freeze_d (--freeze-d) must be >= 0, got {self.freeze_d}")
         if self.r1_interval < 1 or self.g_reg_interval < 1:
             raise ConfigError("r1_interval and g_reg_interval must be >= 1")
         if self.kimg <= 0:

@@ -44,6 +44,10 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--aug-target", type=float, default=None, help="ADA's target for E[sign(D(real))] (default 0.6).")
 @click.option("--aug-p", type=float, default=None, help="ADA at this fixed probability instead of the adaptive one.")
 @click.option("--ada-kimg", type=float, default=None, help="kimg in which ADA's p can go from 0 to 1 (default 500).")
+@click.option("--init-from", default=None,
+              help="Start a new run from trained weights: a run directory (G, D, recipe) or an export or shipped "
+                   "model (G; D from scratch). The architecture comes from it.")
+@click.option("--freeze-d", type=int, default=None, help="Keep D's first N blocks (from the image side) frozen.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda or mps. Under torchrun: cuda (each rank on cuda:LOCAL_RANK, NCCL) or cpu (gloo).")
 @click.option("--workers", type=int, default=0, show_default=True, help="Data loading processes.")
@@ -53,8 +57,8 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @threads_option
 def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
-            xflip, g_tile, r1_batch, d_checkpoint, aug, aug_target, aug_p, ada_kimg, device, workers, metrics,
-            metrics_every, features, no_progress, threads) -> None:
+            xflip, g_tile, r1_batch, d_checkpoint, aug, aug_target, aug_p, ada_kimg, init_from, freeze_d, device,
+            workers, metrics, metrics_every, features, no_progress, threads) -> None:
     """Train INR-GAN (or continue a run with --resume RUN_DIR).
 
     Started by torchrun (torchrun --nproc_per_node N -m inrgan train ...), every process trains on its
@@ -71,18 +75,22 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
     set_threads(threads)
     if resume is None and data is None:
         data = "fashion-mnist"
+    if init_from is not None and (resume is not None or preset is not None):
+        raise click.UsageError("--init-from starts a new run whose architecture comes from the checkpoint: "
+                               "do not combine it with --resume or --preset")
     if resume is not None and seed is not None:
         raise click.UsageError("--seed applies to new runs; a resumed run keeps its random state")
     options = RunOptions(data=data, preset=preset if resume is None else preset, resolution=resolution,
                          device=device, workers=workers, progress=not no_progress,
-                         metrics=_parse_metrics(metrics), metrics_every=metrics_every, features=features)
+                         metrics=_parse_metrics(metrics), metrics_every=metrics_every, features=features,
+                     init_from=init_from)
     if resume is None:
         options.preset = preset or DEFAULT_PRESET
     options.adaptive_threads = threads_are_automatic(threads)
     overrides = dict(batch=batch, kimg=kimg, seed=seed, r1_gamma=r1_gamma, lr=lr, tick_kimg=tick_kimg,
                      snapshot_ticks=snapshot_ticks, xflip=xflip, g_tile=g_tile,
                      r1_batch=r1_batch, d_checkpoint=d_checkpoint, aug=aug, aug_target=aug_target, aug_p=aug_p,
-                     ada_kimg=ada_kimg)
+                     ada_kimg=ada_kimg, freeze_d=freeze_d)
     try:
         last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
     except (ConfigError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError,

@@ -66,6 +66,9 @@ class RunOptions:
     # CPU training follows the CPUs other programs leave free (inrgan.runtime.ThreadGovernor); the CLI sets
     # it unless --threads or OMP_NUM_THREADS fixes the count.
     adaptive_threads: bool = False
+    # A new run that starts from trained weights (a run directory or an export): its architecture, and for a
+    # run directory its recipe, come from there; optimizers and counters start afresh.
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -136,12 +139,21 @@ class StreamBatchSampler:
 def make_optimizers(G: nn.Module, D: nn.Module, t: TrainingConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for G and D with the lazy-regularisation correction of lr and betas (ratio = k / (k + 1))."""
 
-    def adam(module: nn.Module, interval: int) -> torch.optim.Adam:
+    def adam(params: list[nn.Parameter], interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1)
         betas = (t.betas[0] ** ratio, t.betas[1] ** ratio)
-        return torch.optim.Adam(module.parameters(), lr=t.lr * ratio, betas=betas, eps=t.eps)
+        return torch.optim.Adam(params, lr=t.lr * ratio, betas=betas, eps=t.eps)
 
-    return adam(G, t.g_reg_interval), adam(D, t.r1_interval)
+    return adam(list(G.parameters()), t.g_reg_interval), adam(trainable_d_params(D, t.freeze_d), t.r1_interval)
+
+
+def trainable_d_params(D: nn.Module, freeze: int) -> list[nn.Parameter]:
+    """D's parameters but those of its first ``freeze`` blocks (from the image side), which stay fixed."""
+    if freeze > len(D.block_resolutions):
+        raise ConfigError(f"--freeze-d {freeze}: D has {len(D.block_resolutions)} blocks before its epilogue "
+                          f"({', '.join(f'b{r}' for r in D.block_resolutions)})")
+    frozen = {f"b{r}." for r in D.block_resolutions[:freeze]}
+    return [p for name, p in D.named_parameters() if not any(name.startswith(f) for f in frozen)]
 
 
 def _check_finite(name: str, value: float, nimg: int) -> None:
@@ -273,6 +285,7 @@ class Run:
     t: TrainingConfig
     options: RunOptions
     state: dict[str, Any] | None = None  # training state to resume from
+    init_weights: dict[str, Any] | None = None  # G, G_ema (and D) state dicts a fine-tuning run starts from
 
 
 def _restore(s: dict[str, Any], G, D, G_ema, G_opt, D_opt, t: TrainingConfig) -> None:
@@ -284,6 +297,17 @@ def _restore(s: dict[str, Any], G, D, G_ema, G_opt, D_opt, t: TrainingConfig) ->
         opt.load_state_dict(s["G_opt" if opt is G_opt else "D_opt"])
         for group, new in zip(opt.param_groups, fresh.param_groups, strict=True):
             group.update(lr=new["lr"], betas=new["betas"], eps=new["eps"])
+
+
+def _load_init_weights(weights: dict[str, Any], G, D, G_ema, source, log) -> None:
+    try:
+        G.load_state_dict(weights["G"])
+        G_ema.load_state_dict(weights["G_ema"])
+        if "D" in weights:
+            D.load_state_dict(weights["D"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{source}: its weights do not fit its own configs ({str(e).splitlines()[0]})") from e
+    log(f"starting from the weights of {source}" + ("" if "D" in weights else " (an export: D starts from scratch)"))
 
 
 def _restore_augment(s: dict[str, Any], pipe, t: TrainingConfig) -> None:
@@ -306,6 +330,8 @@ def plan_run(
     resuming, options left as None (data, preset, resolution) are taken from the run.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if resume is None and options.init_from is not None:
+        return _plan_fine_tuning(options, overrides)
     if resume is None:
         if options.data is None:
             raise ConfigError("--data is required for a new run")
@@ -330,6 +356,31 @@ def plan_run(
     except (TypeError, ConfigError) as e:
         raise CheckpointError(f"{resume / STATE_NAME}: its configs are not readable ({e})") from e
     return Run(G_cfg, D_cfg, fitted(G_cfg, replace(t, **overrides)), options, state)
+
+
+def _plan_fine_tuning(options: RunOptions, overrides: dict[str, Any]) -> Run:
+    """A new run from trained weights: G (and D for a run directory) from ``options.init_from``."""
+    from ..pretrained import resolve_checkpoint
+
+    if options.data is None:
+        raise ConfigError("--data is required for a new run")
+    source = resolve_checkpoint(options.init_from)
+    if (source / STATE_NAME).is_file():  # a run directory: G, D, G_ema and the recipe
+        state = load_training_state(source / STATE_NAME)
+        G_cfg, D_cfg = GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
+        t = TrainingConfig.from_dict(json.loads((source / RUN_CONFIG).read_text())["training"])
+        weights = {k: state[k] for k in ("G", "D", "G_ema")}
+    else:  # an export: G_ema for G and G_ema, a new D, the default recipe
+        G_ema = Generator.from_pretrained(source)
+        G_cfg = G_ema.cfg
+        preset = get_preset(options.preset or "cpu-32", G_cfg.resolution, G_cfg.img_channels)
+        D_cfg, t = preset.D, preset.training
+        weights = {"G": G_ema.state_dict(), "G_ema": G_ema.state_dict()}
+    if options.resolution is not None and options.resolution != G_cfg.resolution:
+        raise ConfigError(f"--resolution {options.resolution}: {options.init_from} is a {G_cfg.resolution}^2 model; "
+                          f"the architecture of a fine-tuning run comes from it")
+    options.resolution = G_cfg.resolution
+    return Run(G_cfg, D_cfg, fitted(G_cfg, replace(t, **overrides)), options, init_weights=weights)
 
 
 def fitted(G_cfg: GeneratorConfig, t: TrainingConfig) -> TrainingConfig:
@@ -397,6 +448,8 @@ def _train(
     D_seen = AugmentedD(D, pipe) if pipe is not None else D  # every phase's D, R1 included, sees augmented images
     rng = torch.Generator().manual_seed(t.seed)
     cur_nimg, cur_tick, batch_idx = 0, 0, 0
+    if run.init_weights is not None:
+        _load_init_weights(run.init_weights, G, D, G_ema, options.init_from, log)
     if run.state is not None:
         s = run.state
         try:
