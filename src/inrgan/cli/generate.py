@@ -56,7 +56,7 @@ def load_generator(checkpoint: str, device: str = "cpu"):
 
 
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True), help="Run directory or export.")
+@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,5,9.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")

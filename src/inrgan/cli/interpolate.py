@@ -22,7 +22,7 @@ def parse_spaces(text: str) -> list[str]:
 
 
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True), help="Run directory or export.")
+@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
 @click.option("--seeds", default="0,1", show_default=True, help="Keyframe seeds, visited in order, e.g. 0,5,9.")
 @click.option("--space", default="w", show_default=True,
               help="z (spherical), w (linear), inr (linear in the generated INR weights), a list, or all.")

@@ -49,7 +49,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
 
 
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True), help="Run directory or export.")
+@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
 @click.option("--data", required=True, help="Real images: fashion-mnist, a folder or a zip.")
 @click.option("--metrics", "metric_names", default="fid10k,kid10k,pr10k", show_default=True,
               help="Comma-separated: fid50k, fid10k_full, kid10k, pr10k, fid1k, fid500, ...")

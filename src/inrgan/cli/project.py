@@ -111,7 +111,7 @@ def _interpolate(p, other_dir: Path, out: Path) -> list[str]:
 
 
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True), help="Run directory or export.")
+@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
 @click.option("--target", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The image to fit, any size and aspect ratio.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")

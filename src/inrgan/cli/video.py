@@ -16,7 +16,7 @@ def parse_point(text: str | None) -> tuple[float, float] | None:
 
 
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True), help="Run directory or export.")
+@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mode", type=click.Choice(["zoom", "pan"]), default="zoom", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .gif or .mp4.")

@@ -65,16 +65,21 @@ class Generator(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Generator:
-        """Load an export directory (config.json + model.safetensors) or a training run directory."""
+        """Load an export directory (config.json + model.safetensors), a training run directory, or a shipped
+        model by name (``"fashion-mnist-32"``, see ``inrgan.pretrained``)."""
         from safetensors.torch import load_file
 
-        path = Path(path)
+        from ..pretrained import resolve_checkpoint
+
+        path = resolve_checkpoint(path)
         if (path / "export" / CONFIG_NAME).is_file():  # a run directory
             path = path / "export"
         cfg_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
         if not cfg_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(f"{path}: not a generator export (needs {CONFIG_NAME} and {WEIGHTS_NAME}) "
-                                    f"nor a run directory with export/")
+            from ..pretrained import SHIPPED
+
+            raise FileNotFoundError(f"{path}: not a generator export (needs {CONFIG_NAME} and {WEIGHTS_NAME}), "
+                                    f"a run directory with export/, nor a shipped model ({', '.join(SHIPPED)})")
         G = cls(_read_export_config(cfg_path))
         try:
             state = load_file(str(weights_path), device=str(map_location))
