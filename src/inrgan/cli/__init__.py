@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "bench",
     "plot": "plot",
     "project": "project",
+    "showcase": "showcase",
 }
 
 
