@@ -102,3 +102,25 @@ def test_choose_threads_precedence(monkeypatch):
         runtime.choose_threads(0, env={})
     assert runtime.threads_are_automatic(None, env={}) and not runtime.threads_are_automatic(2, env={})
     assert not runtime.threads_are_automatic(None, env={"OMP_NUM_THREADS": "2"})
+
+
+def test_the_bench_measures_with_passive_waits_unless_the_user_chose(monkeypatch):
+    import inrgan.bench as bench
+
+    seen = []
+
+    def fake_run(cmd, env, **kw):
+        seen.append({k: env.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")})
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"ok": 1}\n', stderr="")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    spec = bench.BenchSpec(preset="cpu-32", resolution=16, batch=1)
+    for env, expected in (({"GOMP_SPINCOUNT": runtime.SPIN_COUNT}, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}),
+                          ({"GOMP_SPINCOUNT": "5"}, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "5"}),
+                          ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": None})):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        assert bench.run(spec) == {"ok": 1}
+        assert seen[-1] == expected

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from . import runtime
+
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -478,6 +480,8 @@ def run(spec: BenchSpec, what: str | None = None, isolate: bool = True,
     env = dict(os.environ)
     if omp_wait_policy is not None and "OMP_WAIT_POLICY" not in env:
         env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+        if env.get("GOMP_SPINCOUNT") == runtime.SPIN_COUNT:  # the inrgan command's own default, not the user's
+            del env["GOMP_SPINCOUNT"]
     cmd = [sys.executable, "-m", "inrgan.bench", what, json.dumps(asdict(spec))]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
