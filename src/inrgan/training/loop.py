@@ -149,6 +149,8 @@ def make_optimizers(G: nn.Module, D: nn.Module, t: TrainingConfig) -> tuple[torc
 
 def trainable_d_params(D: nn.Module, freeze: int) -> list[nn.Parameter]:
     """D's parameters but those of its first ``freeze`` blocks (from the image side), which stay fixed."""
+    if freeze == 0:
+        return list(D.parameters())
     if freeze > len(D.block_resolutions):
         raise ConfigError(f"--freeze-d {freeze}: D has {len(D.block_resolutions)} blocks before its epilogue "
                           f"({', '.join(f'b{r}' for r in D.block_resolutions)})")
@@ -422,157 +424,208 @@ def _train(
     log,
     dist: Distributed,
 ) -> dict[str, Any]:
+    run, dataset = _plan_with_data(options, resume, overrides, log, dist)
+    trainer = Trainer(run, dataset, run_dir, options, dist, log)
+    trainer.restore(resume)
+    return trainer.run()
+
+
+def _plan_with_data(options: RunOptions, resume, overrides, log, dist: Distributed):
+    """The run's configs and its dataset, checked against each other and against the ranks."""
     from ..data import open_dataset
 
-    device = dist.device
     run = plan_run(options, resume, overrides)
     dataset = open_dataset(options.data, run.G_cfg.resolution)
     if resume is None and dataset.num_channels != run.G_cfg.img_channels:
         run = plan_run(options, None, overrides, img_channels=dataset.num_channels)
-    G_cfg, D_cfg, t = run.G_cfg, run.D_cfg, run.t
-    if G_cfg.img_channels != dataset.num_channels:
-        raise ConfigError(f"the run has {G_cfg.img_channels} channels but {options.data} has {dataset.num_channels}")
-    if t.batch % dist.world_size:
-        raise ConfigError(f"the global batch {t.batch} cannot be split over {dist.world_size} ranks: give a "
+    if run.G_cfg.img_channels != dataset.num_channels:
+        raise ConfigError(f"the run has {run.G_cfg.img_channels} channels but {options.data} has "
+                          f"{dataset.num_channels}")
+    if run.t.batch % dist.world_size:
+        raise ConfigError(f"the global batch {run.t.batch} cannot be split over {dist.world_size} ranks: give a "
                           f"--batch that is a multiple of {dist.world_size}")
     if dist.active:
-        log(f"distributed: {dist.world_size} ranks ({dist.backend} on {device.type}), "
-            f"{t.batch // dist.world_size} images per rank of the global batch of {t.batch}")
+        log(f"distributed: {dist.world_size} ranks ({dist.backend} on {dist.device.type}), "
+            f"{run.t.batch // dist.world_size} images per rank of the global batch of {run.t.batch}")
+    return run, dataset
 
-    torch.manual_seed(t.seed)
-    G = Generator(G_cfg).to(device).train()
-    D = Discriminator(D_cfg).to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    G_opt, D_opt = make_optimizers(G, D, t)
-    pipe = AugmentPipe(t.aug, p=t.aug_p or 0.0, seed=t.seed + 1) if t.aug != "none" else None
-    D_seen = AugmentedD(D, pipe) if pipe is not None else D  # every phase's D, R1 included, sees augmented images
-    rng = torch.Generator().manual_seed(t.seed)
-    cur_nimg, cur_tick, batch_idx = 0, 0, 0
-    if run.init_weights is not None:
-        _load_init_weights(run.init_weights, G, D, G_ema, options.init_from, log)
-    if run.state is not None:
-        s = run.state
-        try:
-            _restore(s, G, D, G_ema, G_opt, D_opt, t)
-            _restore_augment(s, pipe, t)
-            cur_nimg, cur_tick, batch_idx = int(s["cur_nimg"]), int(s["cur_tick"]), int(s["batch_idx"])
-            _set_rng_state(rng, s["rng_state"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{Path(resume) / STATE_NAME}: the training state does not fit its own "
-                                  f"configs ({first})") from e
-        log(f"resuming from {resume} at {cur_nimg / 1000:.3f} kimg")
-    dist.broadcast_((G, D, G_ema))  # every replica starts from rank 0's weights
 
-    run_meta = {"G": G_cfg.to_dict(), "D": D_cfg.to_dict(), "training": t.to_dict(),
-                "options": options.to_dict(), "dataset": {"name": dataset.name, "size": len(dataset)},
-                "ranks": dist.world_size}
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "samples").mkdir(exist_ok=True)
-        if not (run_dir / RUN_CONFIG).is_file():
-            atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
+class Trainer:
+    """One run's networks, optimizers, counters and random stream, and the loop over its steps and ticks.
 
-    total_nimg = int(round(t.kimg * 1000))
-    mixed = t.mixed_precision and device.type == "cuda"
-    sampler = StreamBatchSampler(len(dataset), t.seed, cur_nimg, t.batch, dist.rank, dist.world_size)
-    loader = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=options.workers,
-                                              pin_memory=device.type == "cuda"))
-    shard = slice(dist.rank, None, dist.world_size)  # this rank's images of a global batch, as the sampler's
-    grid_z = torch.randn(t.grid_seeds, G_cfg.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
-    if resume is None and dist.is_main:
-        reals = torch.stack([dataset[i] for i in range(min(t.grid_seeds, len(dataset)))])
-        save_grid(reals.float() / 127.5 - 1, run_dir / "samples" / "reals.png")
+    ``restore`` loads a fine-tuning start or a training state, ``run`` trains to ``t.kimg``: each step is
+    ``training_step`` plus the EMA and the augmentation's p; each tick writes stats and a sample grid, and
+    every ``snapshot_ticks`` ticks the checkpoint (rank 0 alone).
+    """
 
-    writer = _tensorboard(run_dir) if dist.is_main else None
-    progress = _progress(options.progress and dist.is_main, total_nimg, cur_nimg)
-    tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
-    accum: dict[str, list[float]] = {}
-    last: dict[str, Any] = {}
-    adaptive = options.adaptive_threads and device.type == "cpu" and not dist.active
-    governor = ThreadGovernor(torch.get_num_threads()) if adaptive else None
+    def __init__(self, run: Run, dataset, run_dir: Path, options: RunOptions, dist: Distributed, log):
+        self.run_cfg, self.dataset, self.run_dir = run, dataset, run_dir
+        self.options, self.dist, self.log = options, dist, log
+        self.t, device = run.t, dist.device
+        torch.manual_seed(self.t.seed)
+        self.G = Generator(run.G_cfg).to(device).train()
+        self.D = Discriminator(run.D_cfg).to(device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.G_opt, self.D_opt = make_optimizers(self.G, self.D, self.t)
+        t = self.t
+        self.pipe = AugmentPipe(t.aug, p=t.aug_p or 0.0, seed=t.seed + 1) if t.aug != "none" else None
+        # every phase's D, R1 included, sees augmented images
+        self.D_seen = AugmentedD(self.D, self.pipe) if self.pipe is not None else self.D
+        self.rng = torch.Generator().manual_seed(t.seed)
+        self.cur_nimg, self.cur_tick, self.batch_idx = 0, 0, 0
+        self.meta = {"G": run.G_cfg.to_dict(), "D": run.D_cfg.to_dict(), "training": t.to_dict(),
+                     "options": options.to_dict(), "dataset": {"name": dataset.name, "size": len(dataset)},
+                     "ranks": dist.world_size}
 
-    def snapshot() -> None:
+    def restore(self, resume) -> None:
+        """Fine-tuning weights or a training state (resume), then every replica from rank 0's weights."""
+        run = self.run_cfg
+        if run.init_weights is not None:
+            _load_init_weights(run.init_weights, self.G, self.D, self.G_ema, self.options.init_from, self.log)
+        if run.state is not None:
+            s = run.state
+            try:
+                _restore(s, self.G, self.D, self.G_ema, self.G_opt, self.D_opt, self.t)
+                _restore_augment(s, self.pipe, self.t)
+                self.cur_nimg, self.cur_tick = int(s["cur_nimg"]), int(s["cur_tick"])
+                self.batch_idx = int(s["batch_idx"])
+                _set_rng_state(self.rng, s["rng_state"])
+            except (RuntimeError, KeyError, TypeError, ValueError) as e:
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise CheckpointError(f"{Path(resume) / STATE_NAME}: the training state does not fit its own "
+                                      f"configs ({first})") from e
+            self.log(f"resuming from {resume} at {self.cur_nimg / 1000:.3f} kimg")
+        self.dist.broadcast_((self.G, self.D, self.G_ema))
+
+    def snapshot(self) -> None:
+        """The training state, run.json and the export, each written atomically; then the plot."""
         state = {
-            "G_cfg": G_cfg.to_dict(), "D_cfg": D_cfg.to_dict(),
-            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-            "G_opt": G_opt.state_dict(), "D_opt": D_opt.state_dict(),
-            "cur_nimg": cur_nimg, "cur_tick": cur_tick, "batch_idx": batch_idx,
-            "rng_state": _rng_state(rng),
-            **({"augment": {"p": float(pipe.p), "rng": pipe.generator.get_state()}} if pipe is not None else {}),
+            "G_cfg": self.run_cfg.G_cfg.to_dict(), "D_cfg": self.run_cfg.D_cfg.to_dict(),
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(),
+            "cur_nimg": self.cur_nimg, "cur_tick": self.cur_tick, "batch_idx": self.batch_idx,
+            "rng_state": _rng_state(self.rng),
         }
-        save_training_state(run_dir / STATE_NAME, state)
-        atomic_write_text(run_dir / RUN_CONFIG, json.dumps(run_meta, indent=2))
-        G_ema.save_pretrained(run_dir / "export", extra={"kimg": cur_nimg / 1000, "run": str(run_dir)})
-        _plot(run_dir)
+        if self.pipe is not None:
+            state["augment"] = {"p": float(self.pipe.p), "rng": self.pipe.generator.get_state()}
+        save_training_state(self.run_dir / STATE_NAME, state)
+        atomic_write_text(self.run_dir / RUN_CONFIG, json.dumps(self.meta, indent=2))
+        self.G_ema.save_pretrained(self.run_dir / "export",
+                                   extra={"kimg": self.cur_nimg / 1000, "run": str(self.run_dir)})
+        _plot(self.run_dir)
 
-    while cur_nimg < total_nimg:
+    def step(self, loader, shard: slice) -> tuple[dict[str, float], float]:
+        """One iteration on the next batch: the three phases, the EMA and ADA's p. Returns (stats, EMA beta)."""
+        t, device = self.t, self.dist.device
         real = next(loader).to(device).float() / 127.5 - 1  # [B / ranks, C, R, R]
         # Every rank draws the flips and latents of the whole global batch and keeps its shard, so the
         # random stream, and with it the run, is the same for any number of ranks.
         if t.xflip:
-            flip = (torch.rand(t.batch, generator=rng) < 0.5)[shard]
+            flip = (torch.rand(t.batch, generator=self.rng) < 0.5)[shard]
             real = torch.where(flip.to(device)[:, None, None, None], real.flip(3), real)
-        gen_z = torch.randn(2, t.batch, G_cfg.z_dim, generator=rng)[:, shard].to(device)  # [2, B / ranks, z_dim]
-        if governor is not None:
-            governor.update()
-        stats = training_step(G, D_seen, G_opt, D_opt, real, (gen_z[0], gen_z[1]), batch_idx % t.r1_interval == 0,
-                              t, cur_nimg, mixed, dist)
-        cur_nimg += t.batch
-        batch_idx += 1
-        beta = ema_beta(t.batch, cur_nimg, t.ema_kimg, t.ema_rampup)
-        update_ema(G_ema, G, beta)
-        if pipe is not None and t.aug == "ada" and t.aug_p is None:
-            pipe.p.fill_(ada_update(float(pipe.p), stats["D_real_sign"], t.aug_target, t.batch, t.ada_kimg))
-        for k, v in stats.items():
-            accum.setdefault(k, []).append(v)
-        if progress is not None:
-            progress.update(t.batch)
-            progress.set_postfix_str(
-                f"kimg {cur_nimg / 1000:.2f} | G {stats['loss_G']:.3f} | D {stats['loss_D']:.3f}", refresh=False)
+        gen_z = torch.randn(2, t.batch, self.G.z_dim, generator=self.rng)[:, shard].to(device)  # [2, B/ranks, z_dim]
+        mixed = t.mixed_precision and device.type == "cuda"
+        stats = training_step(self.G, self.D_seen, self.G_opt, self.D_opt, real, (gen_z[0], gen_z[1]),
+                              self.batch_idx % t.r1_interval == 0, t, self.cur_nimg, mixed, self.dist)
+        self.cur_nimg += t.batch
+        self.batch_idx += 1
+        beta = ema_beta(t.batch, self.cur_nimg, t.ema_kimg, t.ema_rampup)
+        update_ema(self.G_ema, self.G, beta)
+        if self.pipe is not None and t.aug == "ada" and t.aug_p is None:
+            p = ada_update(float(self.pipe.p), stats["D_real_sign"], t.aug_target, t.batch, t.ada_kimg)
+            self.pipe.p.fill_(p)
+        return stats, beta
 
-        done = cur_nimg >= total_nimg
-        if not done and cur_nimg < tick_start_nimg + t.tick_kimg * 1000:
-            continue
-        # Tick: stats, samples, and (every snapshot_ticks) a checkpoint, written by rank 0 alone.
+    def tick(self, record: dict[str, Any], grid_z: Tensor, writer, done: bool) -> None:
+        """A tick's stats line, TensorBoard scalars and sample grid, and every snapshot_ticks the checkpoint."""
+        self.cur_tick += 1
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, v in record.items():
+                if k != "tick":
+                    writer.add_scalar(f"train/{k}", v, self.cur_nimg)
+        with torch.no_grad():
+            fakes = torch.cat([self.G_ema(z[None]) for z in grid_z])
+        save_grid(fakes, self.run_dir / "samples" / f"fakes{self.cur_nimg // 1000:06d}.png")
+        if done or self.cur_tick % self.t.snapshot_ticks == 0:
+            self.snapshot()
+
+    def _prepare_dir(self, grid_seeds: int) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        if not (self.run_dir / RUN_CONFIG).is_file():
+            atomic_write_text(self.run_dir / RUN_CONFIG, json.dumps(self.meta, indent=2))
+        if self.run_cfg.state is None:
+            reals = torch.stack([self.dataset[i] for i in range(min(grid_seeds, len(self.dataset)))])
+            save_grid(reals.float() / 127.5 - 1, self.run_dir / "samples" / "reals.png")
+
+    def run(self) -> dict[str, Any]:
+        """Train until ``t.kimg``; returns the last tick's record (empty when there was nothing to do)."""
+        t, dist, options = self.t, self.dist, self.options
+        device = dist.device
+        self._prepare_dir(t.grid_seeds)
+        total_nimg = int(round(t.kimg * 1000))
+        sampler = StreamBatchSampler(len(self.dataset), t.seed, self.cur_nimg, t.batch, dist.rank,
+                                     dist.world_size)
+        loader = iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler,
+                                                  num_workers=options.workers, pin_memory=device.type == "cuda"))
+        shard = slice(dist.rank, None, dist.world_size)  # this rank's images of a global batch, as the sampler's
+        grid_z = torch.randn(t.grid_seeds, self.G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+        writer = _tensorboard(self.run_dir) if dist.is_main else None
+        progress = _progress(options.progress and dist.is_main, total_nimg, self.cur_nimg)
+        adaptive = options.adaptive_threads and device.type == "cpu" and not dist.active
+        governor = ThreadGovernor(torch.get_num_threads()) if adaptive else None
+        tick_start_nimg, tick_start_time, start_time = self.cur_nimg, time.time(), time.time()
+        accum: dict[str, list[float]] = {}
+        last: dict[str, Any] = {}
+        while self.cur_nimg < total_nimg:
+            if governor is not None:
+                governor.update()
+            stats, beta = self.step(loader, shard)
+            for k, v in stats.items():
+                accum.setdefault(k, []).append(v)
+            if progress is not None:
+                progress.update(t.batch)
+                progress.set_postfix_str(f"kimg {self.cur_nimg / 1000:.2f} | G {stats['loss_G']:.3f} | "
+                                         f"D {stats['loss_D']:.3f}", refresh=False)
+            done = self.cur_nimg >= total_nimg
+            if not done and self.cur_nimg < tick_start_nimg + t.tick_kimg * 1000:
+                continue
+            last = self._record(accum, beta, tick_start_nimg, tick_start_time, start_time)
+            if progress is None and options.progress and dist.is_main:
+                self.log(f"tick {last['tick']}: {last['kimg']:.2f} kimg, {last['img_per_s']:.1f} img/s, G "
+                         f"{last['loss_G']:.3f}, D {last['loss_D']:.3f}, samples/fakes{self.cur_nimg // 1000:06d}.png")
+            self.tick(last, grid_z, writer, done)
+            dist.wait_for_main("rank 0 to write the tick's stats, samples and checkpoint")
+            if options.metrics and (done or _metrics_due(options, self.cur_nimg, tick_start_nimg)):
+                # Every rank renders and embeds its share of the generated images; rank 0 does the rest.
+                _evaluate(self.G_ema, self.dataset, options, self.run_dir, self.cur_nimg, device, self.log, dist)
+                dist.wait_for_main("rank 0 to compute the metrics")
+            accum = {}
+            tick_start_nimg, tick_start_time = self.cur_nimg, time.time()
+        for closing in (progress, writer):
+            if closing is not None:
+                closing.close()
+        if self.run_cfg.state is not None and not last:
+            self.log(f"nothing to do: the run is already at {self.cur_nimg / 1000:.3f} kimg >= --kimg {t.kimg}")
+        return last
+
+    def _record(self, accum: dict[str, list[float]], beta: float, tick_start_nimg: int, tick_start_time: float,
+                start_time: float) -> dict[str, Any]:
         now = time.time()
-        last = {
-            "tick": cur_tick, "kimg": cur_nimg / 1000, "time_s": round(now - start_time, 3),
-            "img_per_s": round((cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 3),
+        record = {
+            "tick": self.cur_tick, "kimg": self.cur_nimg / 1000, "time_s": round(now - start_time, 3),
+            "img_per_s": round((self.cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 3),
             "ema_beta": beta, "threads": torch.get_num_threads(), **{k: sum(v) / len(v) for k, v in accum.items()},
-            **({"aug_p": float(pipe.p)} if pipe is not None else {}),
         }
-        cur_tick += 1
-        if progress is None and options.progress and dist.is_main:
-            log(f"tick {last['tick']}: {last['kimg']:.2f} kimg, {last['img_per_s']:.1f} img/s, "
-                f"G {last['loss_G']:.3f}, D {last['loss_D']:.3f}, samples/fakes{cur_nimg // 1000:06d}.png")
-        if dist.is_main:
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps(last) + "\n")
-            if writer is not None:
-                for k, v in last.items():
-                    if k not in ("tick",):
-                        writer.add_scalar(f"train/{k}", v, cur_nimg)
-            with torch.no_grad():
-                fakes = torch.cat([G_ema(z[None]) for z in grid_z])
-            save_grid(fakes, run_dir / "samples" / f"fakes{cur_nimg // 1000:06d}.png")
-            if done or cur_tick % t.snapshot_ticks == 0:
-                snapshot()
-        dist.wait_for_main("rank 0 to write the tick's stats, samples and checkpoint")
-        if options.metrics and (done or _metrics_due(options, cur_nimg, tick_start_nimg)):
-            # Every rank renders and embeds its share of the generated images; rank 0 does the rest.
-            _evaluate(G_ema, dataset, options, run_dir, cur_nimg, device, log, dist)
-            dist.wait_for_main("rank 0 to compute the metrics")
-        accum = {}
-        tick_start_nimg, tick_start_time = cur_nimg, time.time()
-
-    if progress is not None:
-        progress.close()
-    if writer is not None:
-        writer.close()
-    if run.state is not None and not last:
-        log(f"nothing to do: the run is already at {cur_nimg / 1000:.3f} kimg >= --kimg {t.kimg}")
-    return last
+        if self.pipe is not None:
+            record["aug_p"] = float(self.pipe.p)
+        return record
 
 
 def _metrics_due(options: RunOptions, cur_nimg: int, tick_start_nimg: int) -> bool:
