@@ -91,8 +91,11 @@ class GeneratorConfig:
     const_padding: str = "border"  # learned constants outside the training box: "border" or "reflection"
     superres: str = "dense"  # render above R: "dense" (all levels denser) or "upsample" (last level)
     final_tanh: bool = False
+    class_names: tuple[str, ...] = ()  # a class-conditional model: one class per name (c_dim of them)
 
     def __post_init__(self) -> None:
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ConfigError(f"class_names must be distinct, got {self.class_names}")
         if not _is_pow2(self.resolution) or self.resolution < 4:
             raise ConfigError(f"resolution must be a power of two >= 4, got {self.resolution}")
         if not _is_pow2(self.first_grid) or not 4 <= self.first_grid <= self.resolution:
@@ -120,6 +123,11 @@ class GeneratorConfig:
     @property
     def block_resolutions(self) -> list[int]:
         return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]
+
+    @property
+    def c_dim(self) -> int:
+        """The number of classes of a conditional model (0: unconditional)."""
+        return len(self.class_names)
 
     @property
     def grid_resolutions(self) -> list[int]:
@@ -154,6 +162,7 @@ class DiscriminatorConfig:
     mbstd_num_channels: int = 1
     num_fp16_res: int = 4  # highest-resolution blocks run in fp16 under CUDA mixed precision
     conv_clamp: float | None = 256.0  # clamp of conv outputs in fp16 blocks
+    c_dim: int = 0  # classes of a conditional D (projection discriminator); 0: unconditional
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.resolution) or self.resolution < 16:

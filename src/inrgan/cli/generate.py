@@ -71,10 +71,12 @@ def load_generator(checkpoint: str, device: str = "cpu"):
 @click.option("--raw", is_flag=True, help="Also write float32 .npy arrays.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
               help="Seeds rendered together (each z still from its own seed; the pixels do not depend on it).")
+@click.option("--class", "class_", default=None,
+              help="A conditional model's class: its index or name (e.g. 7 or Sneaker).")
 @click.option("--device", default="cpu", show_default=True)
 @threads_option
 def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, scale, bbox, extrapolate, tile,
-            raw, batch, device, threads) -> None:
+            raw, batch, class_, device, threads) -> None:
     """Write one PNG per seed and a grid."""
     import numpy as np
 
@@ -83,6 +85,7 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
     set_threads(threads)
     seed_list = parse_seeds(seeds)
     G = load_generator(checkpoint, device)
+    cls = class_for(G, class_)
     box = parse_bbox(bbox)
     try:
         H, W, box = render_geometry(G, resolution, height, width, scale, box, extrapolate)
@@ -93,7 +96,7 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
     frames = []
     for i in range(0, len(seed_list), batch):
         group = seed_list[i:i + batch]
-        imgs = render_seeds(G, group, truncation_psi, device, height=H, width=W, bbox=box, tile=tile)
+        imgs = render_seeds(G, group, truncation_psi, device, cls, height=H, width=W, bbox=box, tile=tile)
         for seed, img, arr in zip(group, imgs, to_uint8(imgs), strict=True):
             frames.append(arr)
             save_png(arr, out_dir / f"seed{seed:04d}.png")
@@ -111,13 +114,32 @@ def seed_latents(seeds: list[int], z_dim: int, device="cpu"):
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float().to(device)
 
 
-def render_seeds(G, seeds: list[int], truncation_psi: float = 1.0, device="cpu", **render):
-    """Images [len(seeds), C, H, W] of ``seeds`` in one batch; a seed's image does not depend on the batch
-    it is in (to fp32 rounding, tests/test_rendering.py)."""
+def class_for(G, value: str | None) -> int | None:
+    """The class index that ``--class`` names, None for an unconditional model; clear errors otherwise."""
+    from ..models.generator import one_hot
+
+    if not G.c_dim:
+        if value is not None:
+            raise click.BadParameter("this model is unconditional: it has no classes", param_hint="--class")
+        return None
+    if value is None:
+        raise click.UsageError(f"this model is conditional: give --class, one of 0..{G.c_dim - 1} or a name "
+                               f"({', '.join(G.class_names)})")
+    try:
+        return int(one_hot(G, [value]).argmax())
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--class") from None
+
+
+def render_seeds(G, seeds: list[int], truncation_psi: float = 1.0, device="cpu", cls: int | None = None, **render):
+    """Images [len(seeds), C, H, W] of ``seeds`` in one batch (all of class ``cls`` for a conditional G); a
+    seed's image does not depend on the batch it is in (to fp32 rounding, tests/test_rendering.py)."""
     import torch
 
+    c = None if cls is None else torch.nn.functional.one_hot(torch.full((len(seeds),), cls), G.c_dim).float()
     with torch.inference_mode():
-        return G(seed_latents(seeds, G.z_dim, device), truncation_psi=truncation_psi, **render)
+        return G(seed_latents(seeds, G.z_dim, device), None if c is None else c.to(device),
+                 truncation_psi=truncation_psi, **render)
 
 
 def render_geometry(G, resolution, height, width, scale, bbox, extrapolate):

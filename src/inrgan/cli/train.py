@@ -44,6 +44,9 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--aug-target", type=float, default=None, help="ADA's target for E[sign(D(real))] (default 0.6).")
 @click.option("--aug-p", type=float, default=None, help="ADA at this fixed probability instead of the adaptive one.")
 @click.option("--ada-kimg", type=float, default=None, help="kimg in which ADA's p can go from 0 to 1 (default 500).")
+@click.option("--cond", is_flag=True, default=None,
+              help="Train a class-conditional model on the data's labels (Fashion-MNIST's, a dataset.json, or "
+                   "one sub-folder per class).")
 @click.option("--init-from", default=None,
               help="Start a new run from trained weights: a run directory (G, D, recipe) or an export or shipped "
                    "model (G; D from scratch). The architecture comes from it.")
@@ -57,7 +60,7 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @threads_option
 def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
-            xflip, g_tile, r1_batch, d_checkpoint, aug, aug_target, aug_p, ada_kimg, init_from, freeze_d, device,
+            xflip, g_tile, r1_batch, d_checkpoint, aug, aug_target, aug_p, ada_kimg, cond, init_from, freeze_d, device,
             workers, metrics, metrics_every, features, no_progress, threads) -> None:
     """Train INR-GAN (or continue a run with --resume RUN_DIR).
 
@@ -83,7 +86,7 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
     options = RunOptions(data=data, preset=preset if resume is None else preset, resolution=resolution,
                          device=device, workers=workers, progress=not no_progress,
                          metrics=_parse_metrics(metrics), metrics_every=metrics_every, features=features,
-                     init_from=init_from)
+                     init_from=init_from, cond=bool(cond))
     if resume is None:
         options.preset = preset or DEFAULT_PRESET
     options.adaptive_threads = threads_are_automatic(threads)

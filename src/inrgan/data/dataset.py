@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from .errors import DatasetError
 from .files import ImageFiles, open_image_files
 from .idx import FASHION_MNIST, find_train_images, parse_fashion_mnist, read_idx_images
+from .labels import TRAIN_LABELS, Labels, fashion_mnist_labels, file_labels
 from .transforms import center_crop, image_to_tensor, is_grayscale_mode, resize_images
 
 PRELOAD_MAX_BYTES = 256 * 2**20  # hold the resized images in memory up to this size
@@ -41,6 +42,8 @@ class ImageDataset(Dataset):
     resolution: int
     num_channels: int
     source: str
+    labels: Labels | None = None  # class labels, where the data has them (inrgan.data.labels)
+    return_labels: bool = False  # items are (image, class index) instead of images
 
     def __init__(self, name: str, source: str, resolution: int, num_channels: int, fingerprint: str) -> None:
         self.name = name
@@ -55,12 +58,15 @@ class ImageDataset(Dataset):
     def _load(self, index: int) -> Tensor:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> Tensor:
-        """Image ``index`` as uint8 [C, R, R]."""
+    def __getitem__(self, index: int) -> Tensor | tuple[Tensor, int]:
+        """Image ``index`` as uint8 [C, R, R], with its class index when ``return_labels``."""
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"image index {index} out of range for {n} images")
-        return self._load(index % n)
+        image = self._load(index % n)
+        if self.return_labels:
+            return image, int(self.labels.values[index % n])
+        return image
 
     def fingerprint(self) -> str:
         """sha256 hex of the image contents, their order, the resolution, channels and preprocessing.
@@ -196,12 +202,15 @@ def open_dataset(
     idx_folder = parse_fashion_mnist(source)
     if idx_folder is not None:
         images, content = read_idx_images(find_train_images(idx_folder))
+        total = len(images)
         images = torch.from_numpy(images[:max_images].copy()).unsqueeze(1)  # [N, 1, 28, 28]
         channels = channels or 1
         name = FASHION_MNIST
         canonical = FASHION_MNIST if source == FASHION_MNIST else f"{FASHION_MNIST}:{idx_folder.resolve()}"
         fingerprint = _fingerprint(content, len(images), resolution, channels)
-        return InMemoryImageDataset(images, name, canonical, resolution, channels, fingerprint)
+        dataset = InMemoryImageDataset(images, name, canonical, resolution, channels, fingerprint)
+        dataset.labels = _fashion_mnist_labels(idx_folder, total, max_images)
+        return dataset
 
     path = Path(source).expanduser().resolve()
     files = open_image_files(path)
@@ -210,9 +219,20 @@ def open_dataset(
     channels = channels or (1 if grayscale else 3)
     name = path.stem if path.suffix.lower() == ".zip" else path.name
     fingerprint = _fingerprint(content, len(names), resolution, channels)
+    labels = file_labels(path, names)
     if len(names) * channels * resolution**2 > PRELOAD_MAX_BYTES:
-        return ImageFileDataset(files, names, name, str(path), resolution, channels, fingerprint)
-    images = torch.empty(len(names), channels, resolution, resolution, dtype=torch.uint8)  # [N, C, R, R]
-    for i, file_name in enumerate(names):
-        images[i] = decode_image(files, file_name, channels, resolution)
-    return InMemoryImageDataset(images, name, str(path), resolution, channels, fingerprint)
+        dataset: ImageDataset = ImageFileDataset(files, names, name, str(path), resolution, channels, fingerprint)
+    else:
+        images = torch.empty(len(names), channels, resolution, resolution, dtype=torch.uint8)  # [N, C, R, R]
+        for i, file_name in enumerate(names):
+            images[i] = decode_image(files, file_name, channels, resolution)
+        dataset = InMemoryImageDataset(images, name, str(path), resolution, channels, fingerprint)
+    dataset.labels = labels
+    return dataset
+
+
+def _fashion_mnist_labels(folder: Path, count: int, max_images: int | None) -> Labels | None:
+    """The training labels of ``count`` images where the label file is there (else None)."""
+    if not any((folder / n).is_file() for n in (TRAIN_LABELS, TRAIN_LABELS + ".gz")):
+        return None
+    return fashion_mnist_labels(folder, count).subset(max_images)

@@ -114,13 +114,17 @@ def generated_latents(z_dim: int, num: int, seed: int) -> Tensor:
 
 @torch.no_grad()
 def generated_batches(G: nn.Module, z: Tensor, resolution: int, truncation_psi: float,
-                      batch_size: int) -> Iterator[Tensor]:
-    """uint8 [B, C, R, R] batches of G's images for the latents ``z`` [N, z_dim]."""
+                      batch_size: int, index: Tensor | None = None) -> Iterator[Tensor]:
+    """uint8 [B, C, R, R] batches of G's images for the latents ``z`` [N, z_dim]. A conditional G renders
+    latent i (``index``, default 0..N-1) in class i mod c_dim: every class equally often."""
     param = next(G.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    for chunk in z.split(batch_size):
+    c_dim = getattr(G, "c_dim", 0)
+    index = torch.arange(len(z)) if index is None else index
+    for chunk, idx in zip(z.split(batch_size), index.split(batch_size), strict=True):
+        c = {"c": torch.nn.functional.one_hot(idx % c_dim, c_dim).float().to(device)} if c_dim else {}
         img = G(chunk.to(device), truncation_psi=truncation_psi, height=resolution, width=resolution,
-                update_w_avg=False)  # [B, C, R, R] roughly in [-1, 1]
+                update_w_avg=False, **c)  # [B, C, R, R] roughly in [-1, 1]
         yield (img.clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
 
 
@@ -146,7 +150,7 @@ def generated_features(G: nn.Module, extractor: FeatureExtractor, num: int, reso
                      math.ceil(num / batch_size), f"generated images ({extractor.name})", progress)
     mine = torch.arange(dist.rank, num, dist.world_size)  # this rank's latents
     if len(mine):
-        local = embed(extractor, generated_batches(G, z[mine], resolution, truncation_psi, batch_size),
+        local = embed(extractor, generated_batches(G, z[mine], resolution, truncation_psi, batch_size, mine),
                       math.ceil(len(mine) / batch_size), f"generated images ({extractor.name})", progress)
     else:  # fewer images than ranks
         local = np.zeros((0, extractor.feature_dim), np.float32)

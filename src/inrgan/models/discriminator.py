@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import DiscriminatorConfig
-from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
+from .layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear, normalize_2nd_moment
 
 
 def blur_kernel(taps: tuple[int, ...] = (1, 3, 3, 1)) -> Tensor:
@@ -151,18 +151,22 @@ def minibatch_std(x: Tensor, group_size: int, num_channels: int) -> Tensor:
 
 
 class DiscriminatorEpilogue(nn.Module):
-    def __init__(self, ch: int, mbstd_group_size: int, mbstd_num_channels: int) -> None:
+    def __init__(self, ch: int, mbstd_group_size: int, mbstd_num_channels: int, cmap_dim: int = 0) -> None:
         super().__init__()
         self.mbstd_group_size, self.mbstd_num_channels = mbstd_group_size, mbstd_num_channels
+        self.cmap_dim = cmap_dim
         self.conv = Conv2dLayer(ch + mbstd_num_channels, ch, 3)
         self.fc = EqualLinear(ch * 16, ch, activation="lrelu")
-        self.out = EqualLinear(ch, 1)
+        self.out = EqualLinear(ch, cmap_dim or 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cmap: Tensor | None = None) -> Tensor:
         if self.mbstd_num_channels > 0:
             x = minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels)
-        x = self.conv(x)
-        return self.out(self.fc(x.flatten(1)))  # [B, 1]
+        x = self.out(self.fc(self.conv(x).flatten(1)))  # [B, 1], or [B, cmap_dim] for a conditional D
+        if cmap is None:
+            return x
+        # projection (Miyato and Koyama 2018, as in StyleGAN2-ADA): the features' projection on the class embedding
+        return (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)  # [B, 1]
 
 
 class Discriminator(nn.Module):
@@ -182,15 +186,22 @@ class Discriminator(nn.Module):
                                                    cfg.img_channels, res >= fp16_res, cfg.conv_clamp)
         for name, block in blocks.items():
             self.add_module(name, block)
-        self.b4 = DiscriminatorEpilogue(cfg.channels(4), cfg.mbstd_group_size, cfg.mbstd_num_channels)
+        cmap_dim = cfg.channels(4) if cfg.c_dim else 0
+        self.b4 = DiscriminatorEpilogue(cfg.channels(4), cfg.mbstd_group_size, cfg.mbstd_num_channels, cmap_dim)
+        self.embed = EqualLinear(cfg.c_dim, cmap_dim) if cfg.c_dim else None  # class -> cmap
 
-    def forward(self, img: Tensor, mixed_precision: bool = False, checkpoint_blocks: bool = False) -> Tensor:
-        """Logits [B, 1]. ``checkpoint_blocks``: with autograd, drop each block's activations after its forward
-        and recompute them in the backward pass (the same gradients, R1's double backward included, for a
-        second forward of the blocks)."""
+    def forward(self, img: Tensor, mixed_precision: bool = False, checkpoint_blocks: bool = False,
+                c: Tensor | None = None) -> Tensor:
+        """Logits [B, 1]; a conditional D takes the one-hot classes ``c`` [B, c_dim]. ``checkpoint_blocks``:
+        with autograd, drop each block's activations after its forward and recompute them in the backward
+        pass (the same gradients, R1's double backward included, for a second forward of the blocks)."""
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.resolution, self.resolution):
             raise ValueError(f"D expects [B, {self.img_channels}, {self.resolution}, {self.resolution}], "
                              f"got {list(img.shape)}")
+        if (self.embed is None) != (c is None):
+            raise ValueError(f"this D is {'un' if self.embed is None else ''}conditional: "
+                             f"{'give no c' if self.embed is None else f'give c [B, {self.cfg.c_dim}]'}")
+        cmap = None if c is None else normalize_2nd_moment(self.embed(c.to(img.dtype)))  # [B, cmap_dim]
         if img.device.type == "cpu":
             # oneDNN's convolutions (and their backward) run about 20% faster on channels-last tensors.
             img = img.contiguous(memory_format=torch.channels_last)
@@ -204,4 +215,4 @@ class Discriminator(nn.Module):
                 x = checkpoint(block, x, img, use_reentrant=False) if recompute else block(x, img)
             if use_amp:
                 x = x.float()
-        return self.b4(x)
+        return self.b4(x, cmap)

@@ -38,11 +38,13 @@ class Generator(nn.Module):
         self.synthesis = SynthesisNetwork(cfg)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
-                                      cfg.mapping_lr_multiplier, cfg.w_avg_beta)
+                                      cfg.mapping_lr_multiplier, cfg.w_avg_beta, c_dim=cfg.c_dim)
+        self.c_dim, self.class_names = cfg.c_dim, cfg.class_names
 
     def forward(
         self,
         z: Tensor,
+        c: Tensor | None = None,
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
         height: int | None = None,
@@ -54,13 +56,14 @@ class Generator(nn.Module):
         """z [B, z_dim] -> images [B, img_channels, H, W], roughly in [-1, 1].
 
         Args:
+            c: a conditional model's classes, one-hot [B, c_dim] (``one_hot(G, classes)``); None otherwise.
             truncation_psi, truncation_cutoff: the truncation trick towards ``w_avg``.
             height, width: output pixels (default: the training resolution).
             bbox: (x0, y0, x1, y1), the top-left and bottom-right of the rendered area in the training
                 coordinate frame (default: the training box).
             tile: render in tiles of this size to bound memory (pixel-independent models only).
         """
-        ws = self.mapping(z, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg)
+        ws = self.mapping(z, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg, c=c)
         return self.synthesis(ws, height=height, width=width, bbox=bbox, tile=tile)
 
     @classmethod
@@ -121,3 +124,20 @@ def _read_export_config(cfg_path: Path) -> GeneratorConfig:
         return GeneratorConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path}: not a generator config ({e})") from e
+
+
+def one_hot(G: Generator, classes) -> Tensor:
+    """One-hot c [B, c_dim] of class indices or names (``G.class_names``), for a conditional G."""
+    if not G.c_dim:
+        raise ValueError("this model is unconditional: it has no classes")
+    index = []
+    for k in classes:
+        if isinstance(k, str) and not k.lstrip("-").isdigit():
+            if k not in G.class_names:
+                raise ValueError(f"unknown class {k!r}; this model's classes are {list(G.class_names)}")
+            index.append(G.class_names.index(k))
+        else:
+            if not 0 <= int(k) < G.c_dim:
+                raise ValueError(f"class {k} is not one of 0..{G.c_dim - 1} ({', '.join(G.class_names)})")
+            index.append(int(k))
+    return torch.nn.functional.one_hot(torch.tensor(index), G.c_dim).float()

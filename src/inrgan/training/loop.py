@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigError, DiscriminatorConfig, GeneratorConfig, TrainingConfig, get_preset
@@ -69,6 +70,7 @@ class RunOptions:
     # A new run that starts from trained weights (a run directory or an export): its architecture, and for a
     # run directory its recipe, come from there; optimizers and counters start afresh.
     init_from: str | None = None
+    cond: bool = False  # a new run conditioned on the data's class labels (--cond)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -166,7 +168,7 @@ def _check_finite(name: str, value: float, nimg: int) -> None:
         )
 
 
-def r1_backward(D: nn.Module, real: Tensor, t: TrainingConfig, **d_opts: Any) -> Tensor:
+def r1_backward(D: nn.Module, real: Tensor, t: TrainingConfig, c: Tensor | None = None, **d_opts: Any) -> Tensor:
     """Backpropagate the lazy R1 penalty at ``real`` into D's gradients (added to them); returns the penalty.
 
     It runs on micro-batches of about ``t.r1_batch`` reals made of whole minibatch-std groups, each in the
@@ -176,8 +178,9 @@ def r1_backward(D: nn.Module, real: Tensor, t: TrainingConfig, **d_opts: Any) ->
     n = real.shape[0]
     total = real.new_zeros(())
     for idx in mbstd_micro_batches(n, D.cfg.mbstd_group_size, t.r1_batch or n):
-        real_req = real[idx.to(real.device)].detach().requires_grad_(True)
-        logits = D(real_req, **d_opts)
+        idx = idx.to(real.device)
+        real_req = real[idx].detach().requires_grad_(True)
+        logits = D(real_req, **d_opts) if c is None else D(real_req, c=c[idx], **d_opts)
         loss = d_r1_loss(logits, real_req, t.r1_gamma, t.r1_interval) * (len(idx) / n)
         (loss + logits.sum() * 0).backward()  # the zero term gives every parameter a gradient
         total = total + loss.detach()
@@ -197,6 +200,8 @@ def training_step(
     mixed_precision: bool = False,
     dist: Distributed | None = None,
     D_reg: nn.Module | None = None,
+    real_c: Tensor | None = None,
+    gen_c: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, float]:
     """One iteration: Gmain, Dmain and (every ``r1_interval`` steps) Dreg.
 
@@ -208,6 +213,8 @@ def training_step(
             shard of the global batch, and every phase's gradients are averaged over the ranks.
         D_reg: the discriminator for the R1 phase, default ``D``; it must share D's parameters. R1
             differentiates twice, which a ``torch.compile``d D cannot: pass the eager module there.
+        real_c, gen_c: a conditional run's one-hot classes of the reals [B, c_dim] and of the two phases'
+            latents (each [B, c_dim]); None for an unconditional one.
 
     Returns the phase losses as floats (means over the ranks).
     """
@@ -218,7 +225,9 @@ def training_step(
     G.requires_grad_(True)
     D.requires_grad_(False)
     d_opts = dict(mixed_precision=mixed_precision, checkpoint_blocks=t.d_checkpoint)
-    fake_logits = D(G(gen_z[0], tile=t.g_tile), **d_opts)
+    c_opts = [{} if gen_c is None else {"c": c} for c in (gen_c or (None, None))]  # per phase
+    real_opts = {} if real_c is None else {"c": real_c}
+    fake_logits = D(G(gen_z[0], tile=t.g_tile, **c_opts[0]), **d_opts, **c_opts[0])
     loss_G = g_nonsaturating_loss(fake_logits)
     (stats["loss_G"],) = dist.mean(loss_G)
     _check_finite("loss_G", stats["loss_G"], cur_nimg)
@@ -231,9 +240,9 @@ def training_step(
     G.requires_grad_(False)
     D.requires_grad_(True)
     with torch.no_grad():
-        fake = G(gen_z[1])
-    fake_logits = D(fake, **d_opts)
-    real_logits = D(real, **d_opts)
+        fake = G(gen_z[1], **c_opts[1])
+    fake_logits = D(fake, **d_opts, **c_opts[1])
+    real_logits = D(real, **d_opts, **real_opts)
     loss_D = d_logistic_loss(real_logits, fake_logits)
     stats["loss_D"], stats["D_real"], stats["D_fake"], stats["D_real_sign"] = dist.mean(
         loss_D, real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
@@ -246,7 +255,7 @@ def training_step(
     # Dreg: lazy R1 on the reals, weighted by the interval.
     if do_r1 and t.r1_gamma > 0:
         D_opt.zero_grad(set_to_none=True)
-        loss_r1 = r1_backward(D if D_reg is None else D_reg, real, t, **d_opts)
+        loss_r1 = r1_backward(D if D_reg is None else D_reg, real, t, real_c, **d_opts)
         (stats["loss_r1"],) = dist.mean(loss_r1)
         _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
         dist.average_gradients(D)
@@ -441,6 +450,7 @@ def _plan_with_data(options: RunOptions, resume, overrides, log, dist: Distribut
     if run.G_cfg.img_channels != dataset.num_channels:
         raise ConfigError(f"the run has {run.G_cfg.img_channels} channels but {options.data} has "
                           f"{dataset.num_channels}")
+    run = _with_labels(run, dataset, options, log)
     if run.t.batch % dist.world_size:
         raise ConfigError(f"the global batch {run.t.batch} cannot be split over {dist.world_size} ranks: give a "
                           f"--batch that is a multiple of {dist.world_size}")
@@ -448,6 +458,26 @@ def _plan_with_data(options: RunOptions, resume, overrides, log, dist: Distribut
         log(f"distributed: {dist.world_size} ranks ({dist.backend} on {dist.device.type}), "
             f"{run.t.batch // dist.world_size} images per rank of the global batch of {run.t.batch}")
     return run, dataset
+
+
+def _with_labels(run: Run, dataset, options: RunOptions, log) -> Run:
+    """A new run with --cond takes the data's classes; a conditional run needs data with the same classes."""
+    labels = dataset.labels
+    if run.state is None and run.init_weights is None:
+        if options.cond and labels is None:
+            raise ConfigError(f"--cond: {options.data} has no class labels (Fashion-MNIST's label file, a "
+                              f"dataset.json, or one sub-folder per class)")
+        if options.cond:
+            return replace(run, G_cfg=replace(run.G_cfg, class_names=labels.names),
+                           D_cfg=replace(run.D_cfg, c_dim=len(labels.names)))
+        if labels is not None:
+            log(f"{options.data} has labels ({len(labels.names)} classes, from {labels.source}); they are ignored: "
+                f"pass --cond to train a class-conditional model")
+        return run
+    if run.G_cfg.c_dim and (labels is None or labels.names != run.G_cfg.class_names):
+        raise ConfigError(f"the model is conditional on {list(run.G_cfg.class_names)}, but {options.data} has "
+                          f"{'no labels' if labels is None else f'the classes {list(labels.names)}'}")
+    return run
 
 
 class Trainer:
@@ -473,6 +503,8 @@ class Trainer:
         self.D_seen = AugmentedD(self.D, self.pipe) if self.pipe is not None else self.D
         self.rng = torch.Generator().manual_seed(t.seed)
         self.cur_nimg, self.cur_tick, self.batch_idx = 0, 0, 0
+        self.c_dim = run.G_cfg.c_dim  # a conditional run's classes (0: unconditional)
+        dataset.return_labels = bool(self.c_dim)
         self.meta = {"G": run.G_cfg.to_dict(), "D": run.D_cfg.to_dict(), "training": t.to_dict(),
                      "options": options.to_dict(), "dataset": {"name": dataset.name, "size": len(dataset)},
                      "ranks": dist.world_size}
@@ -517,7 +549,8 @@ class Trainer:
     def step(self, loader, shard: slice) -> tuple[dict[str, float], float]:
         """One iteration on the next batch: the three phases, the EMA and ADA's p. Returns (stats, EMA beta)."""
         t, device = self.t, self.dist.device
-        real = next(loader).to(device).float() / 127.5 - 1  # [B / ranks, C, R, R]
+        real, labels = next(loader) if self.c_dim else (next(loader), None)
+        real = real.to(device).float() / 127.5 - 1  # [B / ranks, C, R, R]
         # Every rank draws the flips and latents of the whole global batch and keeps its shard, so the
         # random stream, and with it the run, is the same for any number of ranks.
         if t.xflip:
@@ -525,8 +558,9 @@ class Trainer:
             real = torch.where(flip.to(device)[:, None, None, None], real.flip(3), real)
         gen_z = torch.randn(2, t.batch, self.G.z_dim, generator=self.rng)[:, shard].to(device)  # [2, B/ranks, z_dim]
         mixed = t.mixed_precision and device.type == "cuda"
+        classes = self._classes(labels, shard) if self.c_dim else {}
         stats = training_step(self.G, self.D_seen, self.G_opt, self.D_opt, real, (gen_z[0], gen_z[1]),
-                              self.batch_idx % t.r1_interval == 0, t, self.cur_nimg, mixed, self.dist)
+                              self.batch_idx % t.r1_interval == 0, t, self.cur_nimg, mixed, self.dist, **classes)
         self.cur_nimg += t.batch
         self.batch_idx += 1
         beta = ema_beta(t.batch, self.cur_nimg, t.ema_kimg, t.ema_rampup)
@@ -535,6 +569,20 @@ class Trainer:
             p = ada_update(float(self.pipe.p), stats["D_real_sign"], t.aug_target, t.batch, t.ada_kimg)
             self.pipe.p.fill_(p)
         return stats, beta
+
+    def _classes(self, labels: Tensor, shard: slice) -> dict[str, Any]:
+        """One-hot classes of the reals, and of the latents: the labels of random reals of the whole global
+        batch, as StyleGAN2-ADA draws them, this rank's shard kept."""
+        device, values = self.dist.device, self.dataset.labels.values
+        picks = torch.randint(len(values), (2, self.t.batch), generator=self.rng)[:, shard]  # [2, B / ranks]
+        gen = F.one_hot(torch.from_numpy(values[picks.numpy()]), self.c_dim).float().to(device)  # [2, B/r, c]
+        return {"real_c": F.one_hot(labels, self.c_dim).float().to(device), "gen_c": (gen[0], gen[1])}
+
+    def grid_classes(self, n: int) -> Tensor | None:
+        """The sample grid's classes: seed i shows class i mod c_dim (one row of classes after another)."""
+        if not self.c_dim:
+            return None
+        return F.one_hot(torch.arange(n) % self.c_dim, self.c_dim).float().to(self.dist.device)  # [n, c_dim]
 
     def tick(self, record: dict[str, Any], grid_z: Tensor, writer, done: bool) -> None:
         """A tick's stats line, TensorBoard scalars and sample grid, and every snapshot_ticks the checkpoint."""
@@ -547,8 +595,10 @@ class Trainer:
             for k, v in record.items():
                 if k != "tick":
                     writer.add_scalar(f"train/{k}", v, self.cur_nimg)
+        grid_c = self.grid_classes(len(grid_z))
         with torch.no_grad():
-            fakes = torch.cat([self.G_ema(z[None]) for z in grid_z])
+            fakes = torch.cat([self.G_ema(z[None], None if grid_c is None else grid_c[i:i + 1])
+                               for i, z in enumerate(grid_z)])
         save_grid(fakes, self.run_dir / "samples" / f"fakes{self.cur_nimg // 1000:06d}.png")
         if done or self.cur_tick % self.t.snapshot_ticks == 0:
             self.snapshot()
@@ -561,7 +611,8 @@ class Trainer:
         if not (self.run_dir / RUN_CONFIG).is_file():
             atomic_write_text(self.run_dir / RUN_CONFIG, json.dumps(self.meta, indent=2))
         if self.run_cfg.state is None:
-            reals = torch.stack([self.dataset[i] for i in range(min(grid_seeds, len(self.dataset)))])
+            items = [self.dataset[i] for i in range(min(grid_seeds, len(self.dataset)))]
+            reals = torch.stack([item[0] if self.c_dim else item for item in items])
             save_grid(reals.float() / 127.5 - 1, self.run_dir / "samples" / "reals.png")
 
     def run(self) -> dict[str, Any]:
