@@ -26,6 +26,7 @@ COMMANDS = {
     "plot": "plot",
     "project": "project",
     "showcase": "showcase",
+    "serve": "serve",
 }
 
 

@@ -1,0 +1,1 @@
+"""``inrgan serve``: a deep-zoom viewer for continuous generators in the browser (Flask, Leaflet)."""
