@@ -1,0 +1,82 @@
+"""The viewer of a model: a screenshot in headless chromium and the tile latency over HTTP.
+
+    python benchmarks/viewer.py --checkpoint fashion-mnist-32 --screenshot docs/results/viewer.png
+
+Starts `inrgan serve`'s app on a free local port in this process, opens it in chromium (selenium and
+chromium-driver), zooms one level in, and saves the page. Then it times uncached tile requests over
+HTTP, one at a time: 256-pixel tiles at zoom 0 (the training box, at 8x a 32^2 model's density) and at
+zoom 4 (16x further in), each a new seed so that nothing comes from the cache, median of ``--rounds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+
+
+def screenshot(url: str, path: str) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tempfile.mkdtemp()}",
+                 "--window-size=1100,640"):
+        opts.add_argument(flag)
+    opts.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get(url)
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script(
+            "return window.inrganViewer && document.querySelectorAll('img.leaflet-tile-loaded').length >= 4"
+            " && [...document.querySelectorAll('#gallery img')].every(i => i.complete)"))
+        time.sleep(1.0)
+        driver.save_screenshot(path)
+    finally:
+        driver.quit()
+
+
+def tile_ms(url: str, z: int, rounds: int, first_seed: int) -> float:
+    times = []
+    for k in range(rounds):
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"{url}api/tile?z={z}&x={2**z // 2}&y={2**z // 2}&size=256&seed={first_seed + k}") as r:
+            r.read()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="fashion-mnist-32")
+    ap.add_argument("--screenshot", default=None)
+    ap.add_argument("--rounds", type=int, default=9)
+    args = ap.parse_args()
+
+    from werkzeug.serving import make_server
+
+    from inrgan import Generator
+    from inrgan.runtime import set_threads
+    from inrgan.serve.app import create_app
+
+    print(f"threads: {set_threads(None)}")
+    server = make_server("127.0.0.1", 0, create_app(Generator.from_pretrained(args.checkpoint)), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    if args.screenshot:
+        screenshot(url, args.screenshot)
+        print(f"wrote {args.screenshot}")
+    tile_ms(url, 0, 2, 10_000)  # warm-up
+    for z in (0, 4):
+        print(f"zoom {z}: {tile_ms(url, z, args.rounds, 1000 * (z + 1)):.1f} ms per uncached 256x256 tile")
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
