@@ -35,7 +35,7 @@ def screenshot(url: str, path: str) -> None:
         driver.get(url)
         WebDriverWait(driver, 120).until(lambda d: d.execute_script(
             "return window.inrganViewer && document.querySelectorAll('img.leaflet-tile-loaded').length >= 4"
-            " && [...document.querySelectorAll('#gallery img')].every(i => i.complete)"))
+            " && document.querySelectorAll('#gallery .thumb').length > 0"))
         time.sleep(1.0)
         driver.save_screenshot(path)
     finally:
@@ -67,7 +67,9 @@ def main() -> None:
 
     print(f"threads: {set_threads(None)}")
     server = make_server("127.0.0.1", 0, create_app(Generator.from_pretrained(args.checkpoint)), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.daemon_threads = False  # server_close() waits for the requests still being rendered
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
     url = f"http://127.0.0.1:{server.server_port}/"
     if args.screenshot:
         screenshot(url, args.screenshot)
@@ -76,6 +78,8 @@ def main() -> None:
     for z in (0, 4):
         print(f"zoom {z}: {tile_ms(url, z, args.rounds, 1000 * (z + 1)):.1f} ms per uncached 256x256 tile")
     server.shutdown()
+    server.server_close()
+    thread.join()
 
 
 if __name__ == "__main__":

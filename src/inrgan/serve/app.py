@@ -4,6 +4,7 @@
     GET /static/<file>         its script, style and the vendored Leaflet (Flask serves them, no traversal)
     GET /api/info              resolution, channels, classes, the training box, the limits
     GET /api/tile              z, x, y, size, and the view: seed, psi, class, seed2, t, space -> PNG
+    GET /api/gallery           first, count, size, psi, class -> one PNG strip of seeds, rendered in one batch
     GET /api/export            x0, y0, x1, y1, width, height and the view -> PNG, rendered in tiles
 
 Every bad parameter is a 400 with a JSON ``{"error": ...}`` that says which and why; too many requests
@@ -20,7 +21,7 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, request, send_from_directory
 
 from ..models.coords import default_bbox
-from .tiles import BadRequest, Limits, Renderer, View, check_box, png_bytes
+from .tiles import BadRequest, Limits, Renderer, View, check_box, png_bytes, tile_box
 
 STATIC = Path(__file__).with_name("static")
 SPACES = ("z", "w", "inr")
@@ -124,11 +125,21 @@ def create_app(G, limits: Limits | None = None) -> Flask:
         size = _int(args, "size", 256)
         if size not in limits.tile_sizes:
             raise BadRequest(f"size={size}: tiles are {', '.join(map(str, limits.tile_sizes))} pixels")
-        from .tiles import tile_box
-
         check_box(G.cfg.grid, tile_box(G.cfg.grid, z, x, y), limits)
         png = renderer.tile_png(parse_view(args, G), z, x, y, size)
         return Response(png, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/gallery")
+    def gallery():
+        args = request.args
+        first, count = _int(args, "first", 0, 0), _int(args, "count", 24, 1, 64)
+        size = _int(args, "size", 64)
+        if size not in limits.tile_sizes:
+            raise BadRequest(f"size={size}: gallery images are {', '.join(map(str, limits.tile_sizes))} pixels")
+        base = parse_view(args, G)
+        views = [View(seed=first + k, psi=base.psi, class_index=base.class_index) for k in range(count)]
+        return Response(renderer.gallery_png(views, size), mimetype="image/png",
+                        headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/export")
     def export():

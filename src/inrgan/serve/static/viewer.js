@@ -25,9 +25,7 @@ function tileUrl() {
 
 function redraw() {
   layer.setUrl(tileUrl());
-  document.querySelectorAll("#gallery img").forEach((img) => {
-    img.classList.toggle("chosen", Number(img.dataset.seed) === state.seed);
-  });
+  gallery();  // the strip follows the truncation and the class; the server caches it
 }
 
 // The map's point (lng, -lat) at zoom 0 is a pixel of the training box's 256 x 256 tile.
@@ -48,14 +46,21 @@ function download() {
 }
 
 function gallery() {
+  // one strip of 24 seeds, rendered by the server in one batch; each thumbnail shows its part of it
   const box = document.getElementById("gallery");
-  for (let s = 0; s < 24; s++) {
-    const img = document.createElement("img");
-    img.dataset.seed = s;
-    img.alt = `seed ${s}`;
-    img.src = `/api/tile?z=0&x=0&y=0&size=64&seed=${s}&psi=${state.psi}` + (state.cls !== null ? `&class=${state.cls}` : "");
-    img.onclick = () => { state.seed = s; redraw(); };
-    box.appendChild(img);
+  const count = 24, px = 56;
+  const src = `/api/gallery?first=0&count=${count}&size=64&psi=${state.psi}` + (state.cls !== null ? `&class=${state.cls}` : "");
+  box.replaceChildren();
+  for (let s = 0; s < count; s++) {
+    const thumb = document.createElement("div");
+    thumb.className = "thumb" + (s === state.seed ? " chosen" : "");
+    thumb.dataset.seed = s;
+    thumb.title = `seed ${s}`;
+    thumb.style.backgroundImage = `url("${src}")`;
+    thumb.style.backgroundSize = `${count * px}px ${px}px`;
+    thumb.style.backgroundPosition = `${-s * px}px 0`;
+    thumb.onclick = () => { state.seed = s; redraw(); };
+    box.appendChild(thumb);
   }
 }
 
