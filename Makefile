@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.inrgan-setup
 # A CPU build of torch that lies on this machine's disk is preferred to a multi-GB CUDA download;
 # elsewhere pip installs the usual torch wheel.
 LOCAL_TORCH ?= torch==2.13.0
-DEMO_KIMG ?= 6
+DEMO_KIMG ?= 4
 
 .PHONY: setup test test-matrix demo lint clean
 
@@ -17,12 +17,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-index --no-deps "$(LOCAL_TORCH)" 2>/dev/null \
 		&& echo "setup: using the local $(LOCAL_TORCH) wheel" \
 		|| echo "setup: no local $(LOCAL_TORCH) wheel; pip installs torch from the index"
-	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,plot]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,plot,serve]"
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "setup: installing Debian's dataset-fashion-mnist"; \
 		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
 		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) \
 		|| echo "setup: could not install dataset-fashion-mnist; see README (Data)"; \
+	fi
+	@if ! command -v chromedriver >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "setup: installing Debian's chromium and chromium-driver for the browser tests"; \
+		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1) \
+		|| echo "setup: could not install chromium; the browser tests will be skipped"; \
 	fi
 	touch $(STAMP)
 
@@ -38,10 +44,11 @@ test-matrix: setup
 		status=$$?; rm -rf $$cache; exit $$status
 
 demo: setup
-	$(BIN)/inrgan train --data fashion-mnist --out demo/run --kimg $(DEMO_KIMG) --device cpu
-	$(BIN)/inrgan generate --checkpoint demo/run --seeds 0-15 --out demo/samples
-	$(BIN)/inrgan generate --checkpoint demo/run --seeds 0-3 --scale 4 --out demo/x4
-	@echo "demo: sample grid in demo/samples/grid.png, x4 renders in demo/x4/, training log in demo/run/"
+	@echo "demo 1/2: a short live training run of the default preset on Fashion-MNIST (a sample grid per tick)"
+	$(BIN)/inrgan train --data fashion-mnist --out demo/run --kimg $(DEMO_KIMG) --tick 1 --device cpu
+	@echo "demo 2/2: the showcase of the shipped model fashion-mnist-32"
+	$(BIN)/inrgan showcase --checkpoint fashion-mnist-32 --out demo --run demo/run
+	@echo "demo: open demo/index.html (every picture with its caption); the live run is in demo/run/"
 
 lint: setup
 	$(BIN)/ruff check src tests
