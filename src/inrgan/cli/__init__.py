@@ -27,6 +27,7 @@ COMMANDS = {
     "project": "project",
     "showcase": "showcase",
     "serve": "serve",
+    "probe": "probe",
 }
 
 

@@ -37,20 +37,21 @@ def lerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     return a if t == 0 else b if t == 1 else torch.lerp(a, b, float(t))
 
 
-def slerp(a: Tensor, b: Tensor, t: float, eps: float = 1e-7) -> Tensor:
-    """Spherical interpolation along the last dim (the great circle through a and b, norms lerped).
+def slerp(a: Tensor, b: Tensor, t: float | Tensor, eps: float = 1e-7) -> Tensor:
+    """Spherical interpolation along the last dim (the great circle through a and b, norms lerped); ``t``
+    a number, or a tensor of fractions per row ([B, 1]).
 
     Gaussian latents concentrate near a sphere, so a straight line through the middle of it leaves the
     region the mapping network was trained on; the great circle does not.
     """
-    if t == 0 or t == 1:
+    if not isinstance(t, Tensor) and t in (0, 1):
         return a if t == 0 else b
     na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
     ua, ub = a / (na + eps), b / (nb + eps)
     omega = torch.acos((ua * ub).sum(-1, keepdim=True).clamp(-1 + eps, 1 - eps))  # angle between them
     so = torch.sin(omega)
     direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so
-    return direction * torch.lerp(na, nb, float(t))
+    return direction * torch.lerp(na, nb, t if isinstance(t, Tensor) else float(t))
 
 
 # ----------------------------------------------------------------------------------------------
