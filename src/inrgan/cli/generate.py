@@ -9,6 +9,8 @@ import click
 from ..runtime import set_threads
 from . import threads_option
 
+MAX_BATCH_PIXELS = 2**19  # without --tile, a batch of renders holds at most this many pixels
+
 
 def parse_seeds(text: str) -> list[int]:
     """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
@@ -70,7 +72,8 @@ def load_generator(checkpoint: str, device: str = "cpu"):
 @click.option("--tile", type=int, default=None, help="Render in tiles of this size (bounded memory).")
 @click.option("--raw", is_flag=True, help="Also write float32 .npy arrays.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Seeds rendered together (each z still from its own seed; the pixels do not depend on it).")
+              help="Seeds rendered together (each z still from its own seed; the pixels do not depend on it); "
+                   "fewer for large renders without --tile, at most 2^19 pixels at once.")
 @click.option("--class", "class_", default=None,
               help="A conditional model's class: its index or name (e.g. 7 or Sneaker).")
 @click.option("--device", default="cpu", show_default=True)
@@ -94,8 +97,9 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = []
-    for i in range(0, len(seed_list), batch):
-        group = seed_list[i:i + batch]
+    step = batch if tile else max(1, min(batch, MAX_BATCH_PIXELS // (H * W)))  # large renders: fewer at once
+    for i in range(0, len(seed_list), step):
+        group = seed_list[i:i + step]
         imgs = render_seeds(G, group, truncation_psi, device, cls, height=H, width=W, bbox=box, tile=tile)
         for seed, img, arr in zip(group, imgs, to_uint8(imgs), strict=True):
             frames.append(arr)
