@@ -255,3 +255,21 @@ def test_g_tile_needs_a_pixel_independent_generator(tmp_path):
     with pytest.raises(ConfigError, match="pixel-independent generator"):
         plan_run(RunOptions(data=str(tmp_path), preset="inr-gan-bil"), overrides={"g_tile": 64})
     assert plan_run(RunOptions(data=str(tmp_path), preset="inr-gan"), overrides={"g_tile": 64}).t.g_tile == 64
+
+
+def test_a_resume_drops_the_ticks_logged_after_the_last_snapshot(tmp_path):
+    from conftest import write_noise_images
+
+    (tmp_path / "data").mkdir()
+    data = write_noise_images(tmp_path / "data", 8, 16)
+    run = tmp_path / "run"
+    opts = RunOptions(data=data, preset="cpu-32", resolution=16, device="cpu", progress=False)
+    overrides = dict(batch=4, tick_kimg=0.004, snapshot_ticks=1, seed=0)
+    train(run, opts, overrides=dict(overrides, kimg=0.008), log=lambda *_: None)
+    with open(run / "stats.jsonl", "a") as f:  # a tick that a killed process logged but never snapshotted
+        f.write(json.dumps({"tick": 2, "kimg": 0.012, "loss_G": 9.9}) + "\n")
+    train(run, RunOptions(data=None, preset=None, device="cpu", progress=False), resume=run,
+          overrides={"kimg": 0.016}, log=lambda *_: None)
+    kimg = [json.loads(line)["kimg"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert kimg == [0.004, 0.008, 0.012, 0.016]
+    assert all(json.loads(line)["loss_G"] != 9.9 for line in (run / "stats.jsonl").read_text().splitlines())

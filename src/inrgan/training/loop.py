@@ -610,6 +610,9 @@ class Trainer:
         (self.run_dir / "samples").mkdir(exist_ok=True)
         if not (self.run_dir / RUN_CONFIG).is_file():
             atomic_write_text(self.run_dir / RUN_CONFIG, json.dumps(self.meta, indent=2))
+        if self.run_cfg.state is not None:  # ticks logged after the last snapshot are trained again
+            for log_name in ("stats.jsonl", "metrics.jsonl"):
+                _drop_records_after(self.run_dir / log_name, self.cur_nimg / 1000)
         if self.run_cfg.state is None:
             items = [self.dataset[i] for i in range(min(grid_seeds, len(self.dataset)))]
             reals = torch.stack([item[0] if self.c_dim else item for item in items])
@@ -677,6 +680,17 @@ class Trainer:
         if self.pipe is not None:
             record["aug_p"] = float(self.pipe.p)
         return record
+
+
+def _drop_records_after(path: Path, kimg: float) -> None:
+    """Rewrite a run's log (atomically) without the records past ``kimg``: a run stopped between a tick
+    and its snapshot logged ticks that the resumed run trains again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    keep = [ln for ln in lines if not ln.strip() or json.loads(ln).get("kimg", 0) <= kimg + 1e-9]
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def _metrics_due(options: RunOptions, cur_nimg: int, tick_start_nimg: int) -> bool:
