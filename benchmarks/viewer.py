@@ -36,7 +36,8 @@ def screenshot(url: str, path: str) -> None:
         driver.get(url)
         WebDriverWait(driver, 120).until(lambda d: d.execute_script(
             "return window.inrganViewer && document.querySelectorAll('img.leaflet-tile-loaded').length >= 4"
-            " && document.querySelectorAll('#gallery .thumb').length > 0"))
+            " && performance.getEntriesByType('resource').some(e => e.name.includes('/api/gallery')"
+            " && e.responseEnd > 0)"))
         time.sleep(1.0)
         driver.save_screenshot(path)
     finally:

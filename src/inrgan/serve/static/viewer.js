@@ -93,7 +93,7 @@ async function start() {
   document.getElementById("download").onclick = download;
   layer = L.tileLayer(tileUrl(), { tileSize: TILE, minZoom: -2, maxZoom: 16, minNativeZoom: 0, maxNativeZoom: info.max_zoom, noWrap: true });
   layer.addTo(map);
-  map.setView([-TILE / 2, TILE / 2], 1);
+  map.fitBounds([[-TILE, 0], [0, TILE]]);  // the training box, whole
   gallery();
   window.inrganViewer = { map, layer, state, redraw };
 }
