@@ -12,7 +12,6 @@ and the seed gallery rendered as one batch against the same seeds as single tile
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import tempfile
 import threading
@@ -21,17 +20,11 @@ import urllib.request
 
 
 def screenshot(url: str, path: str) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tempfile.mkdtemp()}",
-                 "--window-size=1100,640"):
-        opts.add_argument(flag)
-    opts.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    from inrgan.serve.browser import chromium_driver
+
+    driver = chromium_driver(tempfile.mkdtemp(), 1100, 640)
     try:
         driver.get(url)
         WebDriverWait(driver, 120).until(lambda d: d.execute_script(

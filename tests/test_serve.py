@@ -4,7 +4,6 @@ get a 400 that says why, and the page works in a real headless browser."""
 from __future__ import annotations
 
 import io
-import shutil
 import threading
 
 import numpy as np
@@ -153,18 +152,11 @@ def live_server(G):
 
 
 def _browser(tmp_path):
-    if shutil.which("chromedriver") is None or shutil.which("chromium") is None:
-        pytest.skip("chromium and chromium-driver are not installed (make setup installs them where apt-get is)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from inrgan.serve import browser
 
-    opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--window-size=1000,700"):
-        opts.add_argument(flag)
-    opts.binary_location = shutil.which("chromium")
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    if not browser.available():
+        pytest.skip("chromium and chromium-driver are not installed (make setup installs them where apt-get is)")
+    return browser.chromium_driver(tmp_path / "profile")
 
 
 TILE_PIXELS = """

@@ -15,6 +15,7 @@ from PIL import Image
 
 from inrgan import Generator, get_preset
 from inrgan.cli import main
+from inrgan.serve.browser import FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,6 @@ def test_the_index_loads_in_a_headless_browser(showcase, tmp_path):
     probe.write_text((out / "index.html").read_text().replace(
         "</body>", "<script>window.onload=()=>{document.title='loaded '+[...document.images]"
                    ".filter(i=>i.complete&&i.naturalWidth>0).length}</script></body>"))
-    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-                        probe.as_uri()], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+                        "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert "<title>loaded 13</title>" in r.stdout, r.stderr[-2000:]
