@@ -52,7 +52,8 @@ def main() -> None:
 
 
 def threads_option(command):
-    """``--threads N``: the intra-op CPU threads of a command (default: every usable CPU, or
-    ``OMP_NUM_THREADS`` where set); see ``inrgan.runtime``."""
+    """``--threads N``: the intra-op CPU threads of a command (default: the CPUs other programs leave free,
+    or ``OMP_NUM_THREADS`` where set); see ``inrgan.runtime``."""
     return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="CPU threads (default: every usable CPU, or OMP_NUM_THREADS where set).")(command)
+                        help="CPU threads (default: the CPUs other programs leave free, followed during "
+                             "training; OMP_NUM_THREADS wins where set).")(command)
