@@ -160,10 +160,12 @@ def _browser(tmp_path):
 
 
 TILE_PIXELS = """
-// the loaded tile of this zoom with the most variation: its URL and its pixels (red channel) as drawn
+// once every tile of this zoom has loaded: the one with the most variation, its URL and its pixels
+// (red channel) as drawn
+const tiles = [...document.querySelectorAll('img.leaflet-tile')].filter(i => i.src.includes('z=' + arguments[0] + '&'));
+if (!tiles.length || tiles.some(i => !i.classList.contains('leaflet-tile-loaded'))) return null;
 let best = null;
-for (const img of document.querySelectorAll('img.leaflet-tile-loaded')) {
-  if (!img.src.includes('z=' + arguments[0] + '&')) continue;
+for (const img of tiles) {
   const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
   const g = c.getContext('2d'); g.drawImage(img, 0, 0);
   const px = Array.from(g.getImageData(0, 0, c.width, c.height).data.filter((_, k) => k % 4 === 0));
