@@ -110,14 +110,6 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
     click.echo(f"wrote {len(seed_list)} images of {H}x{W} and grid.png to {out_dir}")
 
 
-def seed_latents(seeds: list[int], z_dim: int, device="cpu"):
-    """z [len(seeds), z_dim]: each row from its own seed (numpy's RandomState, as the reference code)."""
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float().to(device)
-
-
 def class_for(G, value: str | None) -> int | None:
     """The class index that ``--class`` names, None for an unconditional model; clear errors otherwise."""
     from ..models.generator import one_hot
@@ -140,6 +132,8 @@ def render_seeds(G, seeds: list[int], truncation_psi: float = 1.0, device="cpu",
     seed's image does not depend on the batch it is in (to fp32 rounding, tests/test_rendering.py)."""
     import torch
 
+    from ..models.generator import seed_latents
+
     c = None if cls is None else torch.nn.functional.one_hot(torch.full((len(seeds),), cls), G.c_dim).float()
     with torch.inference_mode():
         return G(seed_latents(seeds, G.z_dim, device), None if c is None else c.to(device),
@@ -151,7 +145,7 @@ def render_geometry(G, resolution, height, width, scale, bbox, extrapolate):
 
     Without an explicit size the render keeps the training pixel density: R * scale * extrapolate pixels.
     """
-    from ..models.coords import default_bbox
+    from ..models.coords import default_bbox, scale_box
 
     if resolution is not None:
         if height is not None or width is not None:
@@ -168,8 +162,5 @@ def render_geometry(G, resolution, height, width, scale, bbox, extrapolate):
     if height < 1 or width < 1:
         raise ValueError("sizes must be positive")
     if extrapolate is not None:
-        x0, y0, x1, y1 = bbox or default_bbox(G.cfg.grid)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        hx, hy = (x1 - x0) / 2 * extrapolate, (y1 - y0) / 2 * extrapolate
-        bbox = (cx - hx, cy - hy, cx + hx, cy + hy)
+        bbox = scale_box(bbox or default_bbox(G.cfg.grid), extrapolate)
     return height, width, bbox

@@ -44,7 +44,6 @@ def command(checkpoint, seeds, space, out, steps, frames, gif, mp4, fps, loop, t
             tile, device, threads) -> None:
     """Interpolate between seeds: one PNG strip per space (a row per pair of seeds), and GIF/MP4 animations."""
     set_threads(threads)
-    import numpy as np
     import torch
 
     from ..rendering.images import make_grid, save_png, to_uint8
@@ -60,8 +59,10 @@ def command(checkpoint, seeds, space, out, steps, frames, gif, mp4, fps, loop, t
     if width is not None and height is None:
         height = width
     width = width if width is not None else height
+    from ..models.generator import seed_latents
+
     G = load_generator(checkpoint, device)
-    zs = [torch.from_numpy(np.random.RandomState(s).randn(G.z_dim)).float().to(device) for s in keys]
+    zs = list(seed_latents(keys, G.z_dim, device))  # [z_dim] each
     render = dict(truncation_psi=truncation_psi, height=height, width=width, bbox=parse_bbox(bbox), tile=tile)
     pairs = list(zip(zs, zs[1:] + (zs[:1] if loop else []), strict=False))
     out_dir = Path(out)

@@ -63,6 +63,7 @@ def _write_losses(out: Path, losses: list[dict]) -> None:
 
 
 def _renders(p, out: Path, scale, extrapolate, zoom) -> list[str]:
+    from ..models.coords import scale_box
     from ..rendering.images import save_png, to_uint8
     from ..rendering.video import save_gif, zoom_boxes
 
@@ -71,10 +72,8 @@ def _renders(p, out: Path, scale, extrapolate, zoom) -> list[str]:
         img = p.render(height=round(p.height * scale), width=round(p.width * scale))
         written.append(save_png(to_uint8(img)[0], out / f"scale{scale:g}.png").name)
     if extrapolate:
-        x0, y0, x1, y1 = p.bbox
-        cx, cy, hx, hy = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * extrapolate, (y1 - y0) / 2 * extrapolate
         img = p.render(height=round(p.height * extrapolate), width=round(p.width * extrapolate),
-                       bbox=(cx - hx, cy - hy, cx + hx, cy + hy))
+                       bbox=scale_box(p.bbox, extrapolate))
         written.append(save_png(to_uint8(img)[0], out / f"extrapolate{extrapolate:g}.png").name)
     if zoom:
         size = max(64, p.height, p.width)

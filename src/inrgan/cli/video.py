@@ -39,10 +39,10 @@ def command(checkpoint, seed, mode, out, frames, fps, height, width, bbox, cente
             truncation_psi, tile, device, threads) -> None:
     """Render one seed along a camera path: zoom in (detail added at every scale) or pan past the edges."""
     set_threads(threads)
-    import numpy as np
     import torch
 
     from ..models.coords import default_bbox
+    from ..models.generator import seed_latents
     from ..rendering.images import save_png, to_uint8
     from ..rendering.video import pan_boxes, render_boxes, save_animation, zoom_boxes
 
@@ -63,7 +63,7 @@ def command(checkpoint, seed, mode, out, frames, fps, height, width, bbox, cente
             boxes = pan_boxes(box, extrapolate, frames)
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
-    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float().to(device)
+    z = seed_latents([seed], G.z_dim, device)  # [1, z_dim]
     with torch.inference_mode():
         ws = G.mapping(z, truncation_psi)
         try:

@@ -32,6 +32,14 @@ def default_bbox(frame: str) -> BBox:
     return (-1.0, -1.0, 1.0, 1.0) if frame == "center" else (-1.0, 1.0, 1.0, -1.0)
 
 
+def scale_box(box: BBox, fx: float, fy: float | None = None) -> BBox:
+    """``box`` enlarged ``fx`` times in x and ``fy`` (default ``fx``) times in y about its centre."""
+    x0, y0, x1, y1 = box
+    fy = fx if fy is None else fy
+    cx, cy, hx, hy = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * fx, (y1 - y0) / 2 * fy
+    return (cx - hx, cy - hy, cx + hx, cy + hy)
+
+
 def cell_offsets(frame: str) -> tuple[float, float]:
     """Where a cell's coordinate sits inside it, in cell units along (x, y) from its top-left."""
     return (0.5, 0.5) if frame == "center" else (0.0, 1.0)

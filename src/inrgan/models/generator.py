@@ -126,6 +126,14 @@ def _read_export_config(cfg_path: Path) -> GeneratorConfig:
         raise CheckpointError(f"{cfg_path}: not a generator config ({e})") from e
 
 
+def seed_latents(seeds, z_dim: int, device: str | torch.device = "cpu") -> Tensor:
+    """z [len(seeds), z_dim]: each row from its own seed (numpy's RandomState, as the reference code), so a
+    seed's latent does not depend on the others."""
+    import numpy as np
+
+    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float().to(device)
+
+
 def one_hot(G: Generator, classes) -> Tensor:
     """One-hot c [B, c_dim] of class indices or names (``G.class_names``), for a conditional G."""
     if not G.c_dim:

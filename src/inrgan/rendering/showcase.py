@@ -18,13 +18,11 @@ import numpy as np
 import torch
 
 from ..io import atomic_write_text
+from ..models.coords import default_bbox, scale_box
+from ..models.generator import seed_latents
 from .images import make_grid, save_png, to_uint8
 from .interpolate import interpolate, path_fractions
 from .video import save_gif, zoom_boxes
-
-
-def _z(G, seeds: list[int]) -> torch.Tensor:
-    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float()
 
 
 def _grid(imgs: torch.Tensor, cols: int | None = None) -> np.ndarray:
@@ -33,11 +31,7 @@ def _grid(imgs: torch.Tensor, cols: int | None = None) -> np.ndarray:
 
 def _box(G, fx: float, fy: float) -> tuple[float, float, float, float]:
     """The training box enlarged fx times in x and fy times in y about its centre."""
-    from ..models.coords import default_bbox
-
-    x0, y0, x1, y1 = default_bbox(G.cfg.grid)
-    cx, cy, hx, hy = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * fx, (y1 - y0) / 2 * fy
-    return (cx - hx, cy - hy, cx + hx, cy + hy)
+    return scale_box(default_bbox(G.cfg.grid), fx, fy)
 
 
 def speedup(G, batch: int = 16, factor: int = 4, rounds: int = 5) -> dict[str, float]:
@@ -64,7 +58,7 @@ def make_showcase(G, out: str | os.PathLike, seeds: list[int] | None = None, zoo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = seeds or list(range(16))
-    R, z = G.resolution, _z(G, seeds)
+    R, z = G.resolution, seed_latents(seeds, G.z_dim)
     items: list[tuple[str, str]] = []
 
     def keep(name: str, caption: str) -> None:

@@ -14,7 +14,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ..models.coords import default_bbox
@@ -131,11 +130,12 @@ class Renderer:
         return made
 
     def _make_latents(self, view: View):
+        from ..models.generator import seed_latents
         from ..rendering.interpolate import inr_parameters, lerp_params, select, slerp
 
         G = self.G
         seeds = [view.seed] if view.seed2 is None else [view.seed, view.seed2]
-        z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float()
+        z = seed_latents(seeds, G.z_dim)
         c = None
         if G.c_dim:
             c = torch.nn.functional.one_hot(torch.full((len(seeds),), view.class_index or 0), G.c_dim).float()
