@@ -6,10 +6,10 @@ Three copies of the ``inr-gan`` 256^2 generator with the same weights, timed in 
 ``inference_mode``, fresh latents, each timed call after an untimed one of the same size), for a 64^2
 and a 256^2 render:
 
-- ``default``: sample-parallel workers with the C kernels of ``models/native.py`` (the affine heads, and
+- ``default``: sample-parallel workers with the C kernels of ``accel/native.py`` (the affine heads, and
   the modulated weights made per sample when used);
-- ``torch kernels``: sample-parallel workers with torch's kernels only (``G.synthesis.native = False``);
-- ``intra-op threads``: torch's own threads, no split of the batch (``G.synthesis.sample_parallel = False``).
+- ``torch kernels``: sample-parallel workers with torch's kernels only (``RenderOptions(native=False)``);
+- ``intra-op threads``: torch's own threads, no split of the batch (``RenderOptions(sample_parallel=False)``).
 
 Prints the best and median time of each, and the 256^2 / 64^2 ratio of each. The process runs with
 OMP_WAIT_POLICY=PASSIVE, as ``inrgan bench`` does, unless the environment sets it.
@@ -18,7 +18,6 @@ OMP_WAIT_POLICY=PASSIVE, as ``inrgan bench`` does, unless the environment sets i
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -36,27 +35,24 @@ def main() -> None:
 
     import torch
 
+    from inrgan import Generator, RenderOptions
+    from inrgan.accel import native
     from inrgan.config import get_preset
-    from inrgan.models import Generator, native
 
     torch.manual_seed(0)
-    base = Generator(get_preset("inr-gan", 256).G).eval().requires_grad_(False)
-    configs = {}
-    for name, use_native, split in [("default", True, True), ("torch kernels", False, True),
-                                    ("intra-op threads", True, False)]:
-        G = copy.deepcopy(base)
-        G.synthesis.native, G.synthesis.sample_parallel = use_native, split
-        configs[name] = G
+    G = Generator(get_preset("inr-gan", 256).G).eval().requires_grad_(False)
+    configs = {"default": RenderOptions(), "torch kernels": RenderOptions(native=False),
+               "intra-op threads": RenderOptions(sample_parallel=False)}
     gen = torch.Generator().manual_seed(1)
     times: dict[tuple[str, int], list[float]] = {}
     with torch.inference_mode():
         for _ in range(args.rounds):
-            for name, G in configs.items():
+            for name, options in configs.items():
                 for size in (64, 256):
-                    G(torch.randn(args.batch, G.z_dim, generator=gen), height=size, width=size)
+                    G(torch.randn(args.batch, G.z_dim, generator=gen), height=size, width=size, options=options)
                     z = torch.randn(args.batch, G.z_dim, generator=gen)
                     t0 = time.perf_counter()
-                    G(z, height=size, width=size)
+                    G(z, height=size, width=size, options=options)
                     times.setdefault((name, size), []).append(time.perf_counter() - t0)
     print(f"batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, native kernels built: {native.library() is not None}")

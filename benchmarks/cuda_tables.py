@@ -23,8 +23,8 @@ from inrgan.bench import BenchSpec, run
 
 def check_correctness(device: str) -> None:
     """The fast path against the plain reference on the GPU, for the release architecture."""
+    from inrgan import Generator, RenderOptions
     from inrgan.config import get_preset
-    from inrgan.models import Generator
 
     torch.manual_seed(0)
     G = Generator(get_preset("inr-gan", 256).G).to(device).eval()
@@ -32,9 +32,7 @@ def check_correctness(device: str) -> None:
         for p in G.parameters():  # non-zero biases and constants everywhere, as the CPU tests do
             p.add_(0.05 * torch.randn_like(p))
         ws = G.mapping(torch.randn(4, G.z_dim, device=device))
-        G.synthesis.fast = False
-        ref = G.synthesis(ws)
-        G.synthesis.fast = True
+        ref = G.synthesis(ws, options=RenderOptions(fast=False))
         fast = G.synthesis(ws)
         tiled = G.synthesis(ws, tile=96)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):

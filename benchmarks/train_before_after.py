@@ -2,7 +2,7 @@
 
     python benchmarks/train_before_after.py [--rounds 4] [--threads N]
 
-"before": the reference synthesis path (``G.synthesis.fast = False``) and the discriminator as first
+"before": the reference synthesis path (the paper's model, ``inrgan.models.Generator``) and the discriminator as first
 committed (read from git history, commit f103eaa); "after": the fast path and the current discriminator.
 Both train the cpu-32 preset at 32^2 on synthetic reals through the loop's own ``training_step`` and
 G_ema update; rounds alternate between the two, each round is ``r1_interval`` steps (one R1 step), and
@@ -48,16 +48,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from inrgan import Discriminator, Generator, get_preset
+    from inrgan.models import Generator as ReferenceGenerator
     from inrgan.training.ema import update_ema
     from inrgan.training.loop import make_optimizers, training_step
 
     preset = get_preset("cpu-32")
     t = preset.training
     setups = {}
-    for name, D_cls, fast in (("before", original_discriminator_class(), False), ("after", Discriminator, True)):
+    for name, D_cls, G_cls in (("before", original_discriminator_class(), ReferenceGenerator),
+                               ("after", Discriminator, Generator)):
         torch.manual_seed(0)
-        G, D = Generator(preset.G).train(), D_cls(preset.D).train()
-        G.synthesis.fast = fast
+        G, D = G_cls(preset.G).train(), D_cls(preset.D).train()
         setups[name] = (G, D, copy.deepcopy(G).eval().requires_grad_(False), *make_optimizers(G, D, t))
     gen = torch.Generator().manual_seed(0)
     best: dict[str, float] = {}

@@ -89,10 +89,24 @@ def test_resume_with_a_state_of_another_architecture_is_refused(copy_of):
     _assert_clean_error(_run("train", "--resume", run, "--kimg", 0.008, "--no-progress"), "state.pt")
 
 
-def test_resume_with_a_torn_run_json_is_refused(copy_of):
+def test_a_torn_run_json_is_rewritten_from_the_training_state(copy_of):
+    # state.pt holds the TrainingConfig and the run's options: run.json only describes the run
     run = copy_of()
     _truncate(run / "run.json")
-    _assert_clean_error(_run("train", "--resume", run, "--kimg", 0.008, "--no-progress"), "run.json")
+    r = _run("train", "--resume", run, "--kimg", 0.008, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "run.json").read_text())["training"]["batch"] == 4
+
+
+def test_resume_of_an_old_state_with_a_torn_run_json_is_refused(tmp_path):
+    # a state written before states held the recipe (tests/data/legacy) needs its run.json
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "data" / "legacy" / "run", run)
+    assert "training" not in torch.load(run / "state.pt", weights_only=True)
+    _truncate(run / "run.json")
+    _assert_clean_error(_run("train", "--resume", run, "--kimg", 0.024, "--no-progress"), "run.json")
 
 
 def _bad_export(run, damage: str):

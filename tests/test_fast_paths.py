@@ -1,4 +1,5 @@
-"""Every fast path against the plain reference path, and the cost counter against a hand count.
+"""Every fast path of inrgan.accel against the model's reference render (inrgan.models), and the cost
+counter against a hand count.
 
 Tolerances: fp32 outputs agree to 2e-5 of the reference's largest magnitude (rounding of reordered
 sums); float64 gradients to 1e-9 relative; bf16 autocast to 5% of the largest magnitude.
@@ -16,14 +17,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inrgan import Discriminator, Generator, get_preset
-from inrgan.bench import BenchSpec, bench_forward, hyper_macs, inr_costs
+from inrgan import Discriminator, Generator, RenderOptions, get_preset
+from inrgan.accel import features, render
+from inrgan.accel.inr import fold, prepare
+from inrgan.bench import BenchSpec, bench_forward
 from inrgan.config import GeneratorConfig, LevelConfig
-from inrgan.models import coords, synthesis
+from inrgan.models import synthesis
 from inrgan.models.coords import CoordEmbedding
+from inrgan.models.cost import hyper_macs, inr_costs, mapping_macs
 from inrgan.models.discriminator import blur_kernel
-from inrgan.models.fmm import affine_styles, fmm_weight, fmm_weight_fast, fmm_weight_split
-from inrgan.models.layers import EqualLinear
+from inrgan.models.layers import EqualLinear, equal_linear
 
 FP32_TOL = 2e-5
 
@@ -66,11 +69,7 @@ def _every_option_config() -> GeneratorConfig:
 
 
 def _render(G: Generator, ws: torch.Tensor, fast: bool, **kw) -> torch.Tensor:
-    G.synthesis.fast = fast
-    try:
-        return G.synthesis(ws, **kw)
-    finally:
-        G.synthesis.fast = True
+    return G.synthesis(ws, options=RenderOptions(fast=fast), **kw)
 
 
 CASES = [
@@ -95,26 +94,19 @@ def _generator(name: str, res: int) -> Generator:
     return _randomise(Generator(cfg)).eval()
 
 
-@pytest.fixture(params=["onednn", "plain"])
-def cpu_kernels(request, monkeypatch):
-    """The CPU inference path with oneDNN's fused layers (where the build has them) and without."""
-    if request.param == "plain":
-        monkeypatch.setattr(synthesis, "onednn_linear", lambda: None)
-    return request.param
-
-
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "plain"])
 @pytest.mark.parametrize("name,res,kw", CASES)
-def test_fast_inference_equals_reference(name, res, kw, cpu_kernels):
+def test_fast_inference_equals_reference(name, res, kw, onednn):
+    # The CPU inference path with oneDNN's fused layers (where the build has them) and without.
     G = _generator(name, res)
     ws = G.mapping(torch.randn(3, G.z_dim))
     with torch.no_grad():
         ref = _render(G, ws, fast=False, **kw)
     with torch.inference_mode():
-        fast = _render(G, ws, fast=True, **kw)
-        G.synthesis.chunk_pixels = None  # whole levels, as on a GPU
-        whole = _render(G, ws, fast=True, **kw)
-        G.synthesis.chunk_pixels = 7  # many chunks, some not a multiple of the upsampling
-        tiny = _render(G, ws, fast=True, **kw)
+        fast = G.synthesis(ws, options=RenderOptions(onednn=onednn), **kw)
+        # whole levels, as on a GPU; then many chunks, some not a multiple of the upsampling
+        whole = G.synthesis(ws, options=RenderOptions(onednn=onednn, chunk_pixels=None), **kw)
+        tiny = G.synthesis(ws, options=RenderOptions(onednn=onednn, chunk_pixels=7), **kw)
     _close(fast, ref)
     _close(whole, ref)
     _close(tiny, ref)
@@ -136,7 +128,7 @@ def test_inr_params_are_contiguous():
     # oneDNN takes ~1000x longer on strided weights: every fast-path weight must be contiguous.
     G = _generator("inr-gan", 128)
     with torch.no_grad():
-        params = G.synthesis.inr_params(G.mapping(torch.randn(2, G.z_dim)))
+        params = prepare(G.synthesis, G.mapping(torch.randn(2, G.z_dim)))
     for block in params:
         for layer in [*block.layers, block.torgb]:
             for t in (layer.weight, layer.emb_weight):
@@ -178,10 +170,8 @@ def test_fast_training_gradients_fp32_default_preset():
     grads = []
     for fast in (False, True):
         G.zero_grad(set_to_none=True)
-        G.synthesis.fast = fast
-        G(z, update_w_avg=False).square().mean().backward()
+        G(z, update_w_avg=False, options=RenderOptions(fast=fast)).square().mean().backward()
         grads.append({n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None})
-    G.synthesis.fast = True
     for n, ref in grads[0].items():
         _close(grads[1][n], ref, tol=1e-4)
 
@@ -216,42 +206,50 @@ def test_a_training_step_of_the_mapping_under_bf16_autocast_keeps_w_in_fp32():
 # The pieces.
 
 
-@pytest.mark.parametrize("modulation", ["linear", "sigmoid", "tanh"])
-@pytest.mark.parametrize("demodulate", [True, False])
-def test_fmm_weight_fast_equals_reference(modulation, demodulate):
-    torch.manual_seed(0)
-    weight, styles = torch.randn(7, 5), torch.randn(3, (7 + 5) * 4)
-    ref = fmm_weight(weight, styles, 4, modulation, demodulate) * math.sqrt(2)
-    _close(fmm_weight_fast(weight, styles, 4, modulation, demodulate, gain=math.sqrt(2)), ref, tol=1e-6)
-
-
-@pytest.mark.parametrize("modulation", ["linear", "sigmoid"])
-@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("name,res", [("inr-gan", 128), ("inr-gan-bil", 64), ("every-option", 16)])
 @pytest.mark.parametrize("grad", [False, True])
-def test_fmm_weight_split_equals_the_cut_reference(modulation, demodulate, grad):
-    torch.manual_seed(0)
-    weight, styles = torch.randn(7, 5), torch.randn(3, (7 + 5) * 4, requires_grad=grad)
-    ref = fmm_weight(weight, styles, 4, modulation, demodulate)
+def test_the_fast_form_of_the_inr_is_the_models_with_the_gains_folded(name, res, grad):
+    # float64: the same maths, so agreement to rounding (1e-12 of the scale); with and without autograd.
+    G = _generator(name, res).double().requires_grad_(grad)
+    ws = G.mapping(torch.randn(2, G.z_dim, dtype=torch.float64))
     with torch.set_grad_enabled(grad):
-        first, second = fmm_weight_split(weight, styles, 4, 2, (math.sqrt(2), 0.5), modulation, demodulate)
-    assert first.is_contiguous() and second.is_contiguous() and first.requires_grad == grad
-    _close(first, ref[:, :, :2] * math.sqrt(2), tol=1e-6)
-    _close(second, ref[:, :, 2:] * 0.5, tol=1e-6)
+        params = G.synthesis.inr_parameters(ws)
+        blocks = prepare(G.synthesis, ws)
+    gain = math.sqrt(2)
+    for spec in G.synthesis.inr_layers():
+        block = blocks[spec.block]
+        layer = block.torgb if spec.is_torgb else block.layers[[s.name for s in G.synthesis.inr_layers()
+                                                                 if s.block == spec.block].index(spec.name)]
+        weight = params[f"{spec.path}.weight"].detach()
+        if spec.starts_level:
+            n = spec.prev_channels
+            _close(layer.emb_weight.detach(), weight[:, :, n:], tol=1e-12)
+            assert (layer.weight is None) == (n == 0)
+            if n:
+                _close(layer.weight.detach(), weight[:, :, :n] * gain, tol=1e-12)
+        else:
+            folded = 1.0 if layer.normalize else gain
+            _close(layer.weight.detach(), weight * folded, tol=1e-12)
+        assert layer.weight is None or layer.weight.requires_grad == grad
+        _close(layer.bias.detach().expand_as(params[f"{spec.path}.bias"]), params[f"{spec.path}.bias"].detach(),
+               tol=0)
+        assert fold(spec, weight, params[f"{spec.path}.bias"]).normalize == layer.normalize
 
 
 def test_cached_coordinate_features_follow_every_change_of_the_model():
     G = _generator("inr-gan", 128)
     ws = G.mapping(torch.randn(2, G.z_dim))
     emb = G.synthesis.embeddings[1]
+    cache = G.synthesis.features._entries
     with torch.inference_mode():
         first = G.synthesis(ws)
-        assert emb._cached is not None  # kept for the next call with these cells
-        cached_features = emb._cached[1]
+        assert 1 in cache  # kept for the next call with these cells
+        cached_features = cache[1][2]
         again = G.synthesis(ws)
-        assert emb._cached[1] is cached_features  # reused, not recomputed
+        assert cache[1][2] is cached_features  # reused, not recomputed
         _close(again, first, tol=0)
         other = G.synthesis(ws, height=40, width=24)  # other cells replace the entry
-        assert emb._cached[1] is not cached_features
+        assert cache[1][2] is not cached_features
         _close(other, _render(G, ws, fast=False, height=40, width=24))
     with torch.no_grad():  # an in-place change, as an optimizer step makes
         emb.const.mul_(-1.5)
@@ -267,22 +265,38 @@ def test_cached_coordinate_features_follow_every_change_of_the_model():
 def test_coordinate_feature_cache_is_bounded(monkeypatch):
     G = _generator("cpu-32", 16)
     ws = G.mapping(torch.randn(2, G.z_dim))
-    monkeypatch.setattr(coords, "FEATURE_CACHE_BYTES", 0)  # nothing fits: computed per chunk, nothing kept
+    monkeypatch.setattr(features, "FEATURE_CACHE_BYTES", 0)  # nothing fits: computed per chunk, nothing kept
     with torch.inference_mode():
         out = G.synthesis(ws)
-    assert all(e._cached is None for e in G.synthesis.embeddings)
+    assert not G.synthesis.features._entries
     with torch.no_grad():
         _close(out, _render(G, ws, fast=False))
     with torch.enable_grad():  # autograd: never from the cache
         with pytest.raises(RuntimeError, match="inference"):
-            G.synthesis.embeddings[0].cached_channels_last((), torch.zeros(2).double(), torch.zeros(2).double())
+            G.synthesis.features.get(0, G.synthesis.embeddings[0], (), torch.zeros(2).double(),
+                                     torch.zeros(2).double())
 
 
-def test_affine_styles_equal_equal_linear():
+def test_a_copied_model_has_its_own_feature_cache():
+    import copy
+
+    G = _generator("cpu-32", 16)
+    with torch.inference_mode():
+        G.synthesis(G.mapping(torch.randn(2, G.z_dim)))
+    assert G.synthesis.features._entries and not copy.deepcopy(G).synthesis.features._entries
+
+
+def test_the_affine_head_is_the_written_out_formula():
+    # gain * x W^T + lr_mult * b, in float64 (the same maths: agreement to rounding)
     torch.manual_seed(0)
-    affine = EqualLinear(16, 40, bias_init=1.0, lr_multiplier=0.5)
-    w = torch.randn(3, 16)
-    _close(affine_styles(affine, w), affine(w), tol=1e-6)
+    affine = EqualLinear(16, 40, bias_init=1.0, lr_multiplier=0.5).double()
+    with torch.no_grad():
+        affine.bias.normal_()
+    w = torch.randn(3, 16, dtype=torch.float64)
+    ref = w @ (affine.weight * (0.5 / 4)).t() + affine.bias * 0.5
+    _close(affine(w), ref, tol=1e-14)
+    rows = equal_linear(w, affine.weight[5:9], affine.bias[5:9], affine.weight_gain, affine.bias_gain)
+    _close(rows, ref[:, 5:9], tol=1e-14)
 
 
 def test_channels_last_coordinate_features_are_bitwise_the_reference():
@@ -290,12 +304,12 @@ def test_channels_last_coordinate_features_are_bitwise_the_reference():
     cfg = LevelConfig(log_diagonals=True, gaussian=3, learned=2, predicted=2, const=5)
     for padding in ("border", "reflection"):
         emb = CoordEmbedding(cfg, 8, 16, "center", padding)
-        w = torch.randn(2, 16)
+        basis = emb.predicted_basis(torch.randn(2, 16))
         for ys, xs in [((torch.arange(8) + 0.5) / 4 - 1, (torch.arange(8) + 0.5) / 4 - 1),  # the training grid
                        (torch.linspace(-1.4, 1.3, 11), torch.linspace(-1.0, 1.7, 6))]:  # off the grid
             ys, xs = ys.double(), xs.double()
-            ref = emb(ys, xs, w).permute(0, 2, 3, 1)
-            assert torch.equal(emb.forward_channels_last(ys, xs, w), ref)
+            ref = emb(ys, xs, basis).permute(0, 2, 3, 1)
+            assert torch.equal(features.channels_last(emb, ys, xs, basis), ref)
 
 
 def _reference_conv_layer(layer, x: torch.Tensor, gain: float) -> torch.Tensor:
@@ -342,18 +356,23 @@ def test_cost_counter_against_a_hand_count():
                + 256 * (128 * 176 + 128 * 128) + 256 * 3 * 128)  # level 16
     # Fast path: b16.conv0's 128 inputs from level 8 are mixed at level 8's 64 cells.
     executed = by_hand - 256 * 128 * 176 + 128 * (48 * 256 + 128 * 64)
-    costs = inr_costs(G.synthesis, 16, 16)
+    costs = inr_costs(G.synthesis, G.synthesis.make_grid(16, 16))
     assert sum(c.macs for c in costs) == by_hand == 12_533_760
     assert sum(c.executed_macs for c in costs) == executed == 9_388_032
+    assert [c.layer for c in costs] == ["conv1", "torgb", "conv0", "conv1", "torgb", "conv0", "conv1", "torgb"]
     # Half the resolution: a quarter of the cells at every level.
-    assert sum(c.macs for c in inr_costs(G.synthesis, 8, 8)) * 4 == by_hand
+    assert sum(c.macs for c in inr_costs(G.synthesis, G.synthesis.make_grid(8, 8))) * 4 == by_hand
 
 
 def test_cost_counter_reproduces_the_release_figure():
     # The reference counts 14.9 GMAC per 256^2 image with extra layers, 12.7 without.
     G = Generator(get_preset("inr-gan", 256).G)
-    assert sum(c.macs for c in inr_costs(G.synthesis, 256, 256)) / 1e9 == pytest.approx(14.85, abs=0.01)
-    assert hyper_macs(G) > sum(layer.affine.weight.numel() for b in G.synthesis.blocks for layer in b.layers())
+    assert sum(c.macs for c in inr_costs(G.synthesis, G.synthesis.make_grid())) / 1e9 == pytest.approx(14.85, abs=0.01)
+    heads = sum(p.numel() for n, p in G.synthesis.named_parameters() if n.endswith("affine.weight")
+                and not n.startswith("embeddings"))
+    low_rank = sum(layer.in_channels * layer.out_channels * layer.rank for b in G.synthesis.blocks for layer in b.layers())
+    assert hyper_macs(G.synthesis) == heads + low_rank
+    assert mapping_macs(G.mapping) == 2 * 512 * 512
 
 
 class FakeClock:
@@ -444,16 +463,54 @@ def test_bench_times_the_training_step_and_profiles_it(monkeypatch):
     assert set(tiles) == {g_tile, None}  # the G phase renders in tiles, the D phase (no grad) whole
     p = inrgan.bench.profile_train(spec, steps=2, row_limit=5)
     assert len(p["top_ops"]) == 5 and sum(p["phases_ms_per_step"].values()) <= p["ms_per_step"] * 1.01
+    # the phases are the parts of the loop's own training_step (its phase hook), and the EMA
+    assert set(p["phases_ms_per_step"]) == {
+        "Gmain: G forward", "Gmain: D forward", "Gmain: backward (D and G)", "Gmain: Adam step",
+        "Dmain: G forward (no grad)", "Dmain: D forward (fake + real)", "Dmain: D backward", "Dmain: Adam step",
+        "Dreg: R1 (forward, double backward, step)", "G_ema update"}
+
+
+def test_a_failing_onednn_call_falls_back_to_the_plain_path_with_one_warning(monkeypatch):
+    from inrgan.accel import onednn
+
+    monkeypatch.setattr(onednn, "_failed", None)  # restored afterwards: the failure turns the op off
+
+    def broken(*args):
+        raise RuntimeError("a build without this post-op")
+
+    monkeypatch.setattr(onednn, "_lookup", lambda: broken)
+    G = _generator("inr-gan", 128)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    with torch.inference_mode(), pytest.warns(RuntimeWarning, match="oneDNN") as caught:
+        out = G.synthesis(ws)
+        again = G.synthesis(ws)
+    assert len([w for w in caught if "oneDNN" in str(w.message)]) == 1 and onednn.linear_pointwise() is None
+    with torch.no_grad():
+        ref = _render(G, ws, fast=False)
+    _close(out, ref)
+    _close(again, ref)
+
+
+def _in_a_fresh_interpreter(code: str) -> None:
+    r = subprocess.run([sys.executable, "-c", code + "; print('ok')"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_the_model_imports_nothing_from_the_fast_paths():
+    # The paper's model, rendered, without inrgan.accel.
+    _in_a_fresh_interpreter(
+        "import sys, torch; from inrgan.models import Generator; from inrgan.config import get_preset; "
+        "G = Generator(get_preset('cpu-32', 16).G); G(torch.randn(1, G.z_dim)); "
+        "assert not [m for m in sys.modules if m.startswith('inrgan.accel')], 'accel imported'")
 
 
 def test_importing_the_cli_and_the_bench_loads_neither_torch_nor_an_accelerator():
-    # In a fresh interpreter: `inrgan` must set OpenMP up before torch loads (inrgan.runtime), and importing
-    # the bench must not start CUDA (torch.cuda's own state would be True on a GPU machine only).
-    code = ("import sys, inrgan, inrgan.cli, inrgan.cli.bench, inrgan.cli.train, inrgan.cli.generate; "
-            "assert 'torch' not in sys.modules, 'torch imported'; "
-            "import inrgan.bench, torch; assert not torch.cuda.is_initialized(); print('ok')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    # `inrgan` must set OpenMP up before torch loads (inrgan.runtime), and importing the bench must not
+    # start CUDA (torch.cuda's own state would be True on a GPU machine only).
+    _in_a_fresh_interpreter(
+        "import sys, inrgan, inrgan.cli, inrgan.cli.bench, inrgan.cli.train, inrgan.cli.generate; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "import inrgan.bench, torch; assert not torch.cuda.is_initialized()")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -497,9 +554,8 @@ def test_compiled_training_takes_the_plain_path(monkeypatch):
         ref = _render(G, ws, fast=False)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     calls = []
-    fast_render = synthesis.SynthesisNetwork.render_window_fast
-    monkeypatch.setattr(synthesis.SynthesisNetwork, "render_window_fast",
-                        lambda self, *a, **k: calls.append(1) or fast_render(self, *a, **k))
+    fast_render = render.render_window
+    monkeypatch.setattr(render, "render_window", lambda *a, **k: calls.append(1) or fast_render(*a, **k))
     out = G.synthesis(ws)  # autograd on, "compiling"
     assert calls == [] and out.requires_grad
     _close(out.detach(), ref, tol=0)

@@ -1,4 +1,4 @@
-"""The C kernels of inrgan.models.native against torch, and how they are built, found and turned off.
+"""The C kernels of inrgan.accel.native against the model's formulas, and how they are built, found and turned off.
 
 The kernels need a C compiler: where none is found, or ``INRGAN_NATIVE=0`` turns them off (as `make
 test-matrix` does), the tests of the kernels themselves are skipped with that reason, and the fallback to
@@ -14,7 +14,10 @@ import shutil
 import pytest
 import torch
 
-from inrgan.models import fmm, native, threads
+from inrgan import RenderOptions
+from inrgan.accel import native, threads
+from inrgan.accel.inr import NativeFMMWeight, prepare
+from inrgan.models import fmm
 
 NO_COMPILER = (shutil.which(os.environ.get("CC", "cc")) is None and shutil.which("gcc") is None
                and shutil.which("clang") is None)
@@ -87,30 +90,30 @@ def test_modulated_weights_equal_torchs(lib, c_out, c_in, rank, split, demodulat
     assert first.is_contiguous() and first.shape == (3, c_out, split)
 
 
-def test_the_fmm_functions_take_the_kernel_only_where_asked_and_where_it_applies(lib, monkeypatch):
+def test_the_inr_takes_the_kernel_only_where_asked_and_where_it_applies(lib, monkeypatch):
+    from test_fast_paths import _close, _generator
+
     seen = []
     real = native.fmm_weight
     monkeypatch.setattr(native, "fmm_weight", lambda *a, **k: seen.append(True) or real(*a, **k))
-    torch.manual_seed(0)
-    shared, styles = torch.randn(24, 40), torch.randn(2, 64 * 4)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        with torch.inference_mode():
-            ref = fmm.fmm_weight_fast(shared, styles, 4, gain=1.5)
-            out = fmm.fmm_weight_fast(shared, styles, 4, gain=1.5, use_native=True)
-            first, second = fmm.fmm_weight_split(shared, styles, 4, 16, (1.5, 0.5), use_native=True)
-        assert len(seen) == 2
-        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
-        torch.testing.assert_close(torch.cat([first / 1.5, second / 0.5], 2), ref / 1.5, rtol=0, atol=1e-6)
-        # autograd or another dtype: torch's kernels
-        grad_styles = styles.clone().requires_grad_()
-        fmm.fmm_weight_fast(shared, grad_styles, 4, use_native=True)
-        with torch.inference_mode():
-            fmm.fmm_weight_fast(shared.double(), styles.double(), 4, use_native=True)
-        assert len(seen) == 2
-    finally:
-        torch.set_num_threads(before)
+    G = _generator("inr-gan", 64)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    with torch.inference_mode():
+        ref = prepare(G.synthesis, ws)
+        out = prepare(G.synthesis, ws, lib=lib)
+    assert len(seen) == sum(len(b.layers) for b in ref)  # every FMM layer, none of the ToRGBs
+    for r, o in zip(ref, out, strict=True):
+        for lr, lo in zip([*r.layers, r.torgb], [*o.layers, o.torgb], strict=True):
+            for tr, to in ((lr.weight, lo.weight), (lr.emb_weight, lo.emb_weight)):
+                assert (tr is None) == (to is None)
+                if tr is not None:
+                    _close(to, tr, tol=1e-6)
+    # autograd or another dtype: torch's kernels
+    seen.clear()
+    prepare(G.synthesis, ws, lib=lib)  # grad enabled, parameters requiring grad
+    with torch.inference_mode():
+        prepare(G.synthesis.double(), ws.double(), lib=lib)
+    assert not seen
 
 
 def test_bad_operands_are_named(lib):
@@ -127,6 +130,49 @@ def test_bad_operands_are_named(lib):
     with pytest.raises(ValueError, match="split"):
         native.fmm_weight(lib, torch.randn(4, 4), torch.randn(1, 4, 2), torch.randn(1, 2, 4), 1.0, True, 1e-8, 0,
                           (1.0, 1.0))
+    # dtype, device and layout are checked before a pointer reaches C
+    with pytest.raises(ValueError, match="float32"):
+        native.heads(lib, torch.randn(10, 8).double(), w, None, 1.0, torch.empty(4, 10), 0, 10)
+    with pytest.raises(ValueError, match="float32"):
+        native.heads(lib, torch.randn(10, 8), w, None, 1.0, torch.empty(4, 10, dtype=torch.float64), 0, 10)
+    with pytest.raises(ValueError, match="not contiguous"):
+        native.heads(lib, torch.randn(8, 10).t(), w, None, 1.0, torch.empty(4, 10), 0, 10)
+    with pytest.raises(ValueError, match="float32"):
+        native.fmm_weight(lib, torch.randn(4, 4).half(), torch.randn(1, 4, 2), torch.randn(1, 2, 4), 1.0, True, 1e-8,
+                          4, (1.0, 1.0))
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CPU"):
+            native.heads(lib, torch.randn(10, 8), w.cuda(), None, 1.0, torch.empty(4, 10), 0, 10)
+
+
+@pytest.mark.parametrize("broken", ["fmm_weight", "heads"])
+def test_a_failing_kernel_call_falls_back_to_torch_with_one_warning(lib, broken, monkeypatch):
+    from test_fast_paths import _close, _generator, _render
+
+    monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 0)
+    monkeypatch.setattr(native, "_lib", native._lib)  # restored afterwards: the failure turns the kernels off
+    monkeypatch.setattr(native, "_error", native._error)
+
+    def fail(*args, **kwargs):
+        raise ValueError("a kernel that refuses its operands")
+
+    monkeypatch.setattr(native, broken, fail)
+    G = _generator("inr-gan", 64)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # sample-parallel: the heads and the weights through the kernels
+        with torch.inference_mode(), pytest.warns(RuntimeWarning, match="a call failed") as caught:
+            out = G.synthesis(ws)
+            again = G.synthesis(ws)
+    finally:
+        torch.set_num_threads(before)
+    assert len([w for w in caught if "a call failed" in str(w.message)]) == 1
+    assert native.library() is None and "refuses its operands" in native.unavailable_reason()
+    with torch.no_grad():
+        ref = _render(G, ws, fast=False)
+    _close(out, ref)
+    _close(again, ref)
 
 
 @needs_compiler
@@ -187,8 +233,7 @@ def test_a_model_renders_the_same_without_the_kernels(lib, monkeypatch):
             on = G.synthesis(ws)
             assert calls, "the kernels did not run"
             n = len(calls)
-            G.synthesis.native = False
-            off = G.synthesis(ws)
+            off = G.synthesis(ws, options=RenderOptions(native=False))
             assert len(calls) == n
     finally:
         torch.set_num_threads(before)
@@ -198,7 +243,7 @@ def test_a_model_renders_the_same_without_the_kernels(lib, monkeypatch):
 def test_weights_made_per_sample_equal_the_batchs(lib):
     torch.manual_seed(3)
     shared, styles = torch.randn(24, 40), torch.randn(3, 64 * 5)
-    lazy = fmm.NativeFMMWeight(lib, shared, styles, 5, True, 1.5)
+    lazy = NativeFMMWeight(lib, shared, styles, 5, True, 1.5)
     ref = fmm.fmm_weight(shared, styles, 5) * 1.5
     assert lazy.shape == (3, 24, 40) and lazy.dtype == torch.float32
     for i in range(3):
@@ -216,8 +261,8 @@ def test_renders_with_weights_made_when_used_equal_the_reference(lib, threads_, 
 
     monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 0)
     made = []
-    real = fmm.NativeFMMWeight.__getitem__
-    monkeypatch.setattr(fmm.NativeFMMWeight, "__getitem__",
+    real = NativeFMMWeight.__getitem__
+    monkeypatch.setattr(NativeFMMWeight, "__getitem__",
                         lambda self, i: (isinstance(i, int) and made.append(i)) or real(self, i))
     G = _generator("inr-gan", 64)
     torch.manual_seed(4)
@@ -230,12 +275,13 @@ def test_renders_with_weights_made_when_used_equal_the_reference(lib, threads_, 
             ref = _render(G, ws, fast=False, width=96)
             assert not made
             out = G.synthesis(ws, width=96)
-            params = G.synthesis.inr_params(ws)  # asked for directly: plain tensors
+            params = prepare(G.synthesis, ws)  # asked for without the kernels: plain tensors
     finally:
         torch.set_num_threads(before)
     lazy_layers = sum(1 for b in G.synthesis.blocks for k, layer in enumerate(b.layers())
                       if not (k == 0 and b.level is not None))
-    # every plain layer's weight made for both samples (a worker of two threads holds one sample: index 0)
-    assert len(made) >= 2 * lazy_layers and sorted(set(made)) == ([0, 1] if threads_ == 1 else [0])
+    # every plain layer's weight made for both samples (oneDNN's levels, and a worker of two threads, select one
+    # sample and make its weight as index 0)
+    assert len(made) >= 2 * lazy_layers and set(made) <= {0, 1}
     assert all(isinstance(layer.weight, torch.Tensor) for p in params for layer in p.layers if layer.weight is not None)
     _close(out, ref)

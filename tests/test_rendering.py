@@ -17,6 +17,7 @@ from PIL import Image
 
 from autograd_memory import saved_bytes
 from inrgan import Generator, LevelConfig, get_preset
+from inrgan.accel.inr import prepare
 from inrgan.cli import main
 from inrgan.cli.generate import render_geometry
 from inrgan.models.coords import default_bbox
@@ -137,7 +138,7 @@ def test_differentiable_tiled_render_keeps_one_tile_and_equals_the_whole_gradien
     whole, saved_whole, grads_whole = loss(None)
     tiled, saved_tiled, grads_tiled = loss(16)  # 16 tiles
     assert (tiled - whole).abs().max().item() <= 1e-5
-    _, saved_params = saved_bytes(lambda: G.synthesis.inr_params(ws))  # what computing the INR keeps
+    _, saved_params = saved_bytes(lambda: prepare(G.synthesis, ws))  # what computing the INR keeps
     assert saved_tiled == saved_params  # no activations of any tile
     assert saved_whole > 2 * saved_params  # the whole render keeps every level's activations
     _, saved_larger = saved_bytes(lambda: G.synthesis(ws, height=128, width=128, tile=16))
@@ -420,7 +421,7 @@ def test_rendering_from_inr_parameters_is_differentiable_in_them():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_seed_renders_the_same_image_in_any_batch(threads, monkeypatch):
-    from inrgan.models import threads as pool
+    from inrgan.accel import threads as pool
 
     monkeypatch.setattr(pool, "MIN_MACS_PER_THREAD", 0)  # take the batch split wherever it applies
     before = torch.get_num_threads()

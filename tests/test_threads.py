@@ -10,8 +10,10 @@ import threading
 import pytest
 import torch
 
-from inrgan.models import native, synthesis, threads
-from inrgan.models.fmm import affine_styles
+from inrgan import RenderOptions
+from inrgan.accel import native, render, threads
+from inrgan.accel.inr import prepare
+from inrgan.models.cost import hyper_macs, inr_costs, macs_per_sample
 from test_fast_paths import _close, _generator, _render
 
 MIN_MACS = threads.MIN_MACS_PER_THREAD
@@ -31,22 +33,23 @@ def _two_threads(monkeypatch):
 def calls(monkeypatch):
     """Counts the renders that took the sample-parallel path."""
     seen = []
-    real = synthesis.SynthesisNetwork.render_sample_parallel
+    real = render.render_sample_parallel
 
-    def spy(self, ws, grid, tile, n_threads):
+    def spy(synthesis, ws, grid, tile, n_threads, *args):
         seen.append((ws.shape[0], n_threads))
-        return real(self, ws, grid, tile, n_threads)
+        return real(synthesis, ws, grid, tile, n_threads, *args)
 
-    monkeypatch.setattr(synthesis.SynthesisNetwork, "render_sample_parallel", spy)
+    monkeypatch.setattr(render, "render_sample_parallel", spy)
     return seen
 
 
 def _intra_op(G, ws, **kw):
-    G.synthesis.sample_parallel = False
-    try:
-        return G.synthesis(ws, **kw)
-    finally:
-        G.synthesis.sample_parallel = True
+    return G.synthesis(ws, options=RenderOptions(sample_parallel=False), **kw)
+
+
+def _heads(G, ws):
+    """Every affine head with the w [B, w_dim] it reads, in inr_layers order."""
+    return [(spec.module.affine, ws[:, spec.w_index].contiguous()) for spec in G.synthesis.inr_layers()]
 
 
 @pytest.mark.parametrize("name,res,batch,kw", [
@@ -71,8 +74,7 @@ def test_sample_parallel_equals_the_intra_op_path_and_the_reference(name, res, b
         intra = _intra_op(G, ws, **kw)
         split = G.synthesis(ws, **kw)  # with the C kernels where a compiler is found
         assert bool(kernel_calls) == (native.library() is not None)
-        G.synthesis.native = False
-        split_torch = G.synthesis(ws, **kw)
+        split_torch = G.synthesis(ws, options=RenderOptions(native=False), **kw)
     assert calls == [(batch, 2)] * 2
     _close(split, ref)
     _close(split, intra)
@@ -82,12 +84,12 @@ def test_sample_parallel_equals_the_intra_op_path_and_the_reference(name, res, b
 def test_the_heads_shared_out_by_rows_equal_the_whole_heads():
     G = _generator("inr-gan", 128)
     ws = G.mapping(torch.randn(3, G.z_dim))
-    heads = [pair for block in G.synthesis.head_inputs(ws) for pair in block]
+    heads = _heads(G, ws)
     assert len(heads) == sum(len(b.layers()) + 1 for b in G.synthesis.blocks)
     with torch.inference_mode():
         shared = threads.shared_styles(heads, 3)
         for (head, w), out in zip(heads, shared, strict=True):
-            _close(out, affine_styles(head, w))
+            _close(out, head(w))
 
 
 def test_the_callers_thread_count_is_kept_for_it_and_for_threads_started_later(calls):
@@ -121,19 +123,18 @@ def test_paths_that_keep_intra_op_parallelism(case, calls, monkeypatch):
     G = _generator("cpu-32", 16)
     batch = {"one sample": 1, "uneven small batch": 3}.get(case, 4)
     z = torch.randn(batch, G.z_dim)
-    if case == "switched off":
-        G.synthesis.sample_parallel = False
+    options = RenderOptions(sample_parallel=case != "switched off")
     if case == "little work":
-        monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 2 * G.synthesis.macs_per_sample(G.synthesis.make_grid()) + 1)
+        monkeypatch.setattr(threads, "MIN_MACS_PER_THREAD", 2 * macs_per_sample(G.synthesis, G.synthesis.make_grid()) + 1)
     if case == "grad":
-        out = G(z)
+        out = G(z, options=options)
         assert out.requires_grad
     elif case == "autocast":
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            G(z)
+            G(z, options=options)
     else:
         with torch.inference_mode():
-            G(z)
+            G(z, options=options)
     assert calls == []
 
 
@@ -161,28 +162,26 @@ def test_the_bench_reports_and_switches_the_split(on, calls, monkeypatch):
 
 
 def test_the_work_estimate_is_the_benchs_layer_shape_count():
-    from inrgan.bench import hyper_macs, inr_costs
-
     G = _generator("inr-gan", 128)
-    mapping = sum(m.weight.numel() for m in G.mapping.modules() if hasattr(m, "weight_gain"))
     for h, w in [(128, 128), (32, 48), (200, 200)]:
-        count = sum(c.macs for c in inr_costs(G.synthesis, h, w)) + hyper_macs(G) - mapping
-        assert G.synthesis.macs_per_sample(G.synthesis.make_grid(h, w)) == count
+        grid = G.synthesis.make_grid(h, w)
+        count = sum(c.macs for c in inr_costs(G.synthesis, grid)) + hyper_macs(G.synthesis)
+        assert macs_per_sample(G.synthesis, grid) == count
 
 
 def test_the_release_model_splits_a_batch_of_4_on_two_threads_down_to_small_renders():
-    from inrgan import get_preset
-    from inrgan.models import Generator
+    from inrgan import Generator, get_preset
+    from inrgan.accel.render import sample_parallel_threads
 
     S = Generator(get_preset("inr-gan", 256).G).synthesis
     cpu = torch.device("cpu")
     threads.MIN_MACS_PER_THREAD = MIN_MACS  # the module's own value; the fixture's monkeypatch restores it
-    assert S.sample_parallel_threads(4, cpu, S.make_grid(16, 16)) == 2
-    assert S.sample_parallel_threads(4, cpu, S.make_grid(256, 256)) == 2
-    assert S.sample_parallel_threads(4, cpu, S.make_grid(8, 8)) == 2  # 209M per thread, most in the heads
+    assert sample_parallel_threads(S, 4, cpu, S.make_grid(16, 16)) == 2
+    assert sample_parallel_threads(S, 4, cpu, S.make_grid(256, 256)) == 2
+    assert sample_parallel_threads(S, 4, cpu, S.make_grid(8, 8)) == 2  # 209M per thread, most in the heads
     C = Generator(get_preset("cpu-32").G).synthesis
-    assert C.sample_parallel_threads(8, cpu, C.make_grid(32, 32)) == 2
-    assert C.sample_parallel_threads(4, cpu, C.make_grid(32, 32)) == 0  # 63M per thread: slower split, measured
+    assert sample_parallel_threads(C, 8, cpu, C.make_grid(32, 32)) == 2
+    assert sample_parallel_threads(C, 4, cpu, C.make_grid(32, 32)) == 0  # 63M per thread: slower split, measured
 
 
 def test_the_pool_is_one_per_process_and_per_thread_count(monkeypatch):
@@ -204,14 +203,14 @@ def test_the_pool_is_one_per_process_and_per_thread_count(monkeypatch):
 def test_a_failing_head_raises_in_the_caller_instead_of_hanging(use_native, calls, monkeypatch):
     G = _generator("inr-gan", 64)
     ws = G.mapping(torch.randn(2, G.z_dim))
-    heads = [pair for block in G.synthesis.head_inputs(ws) for pair in block]
+    heads = _heads(G, ws)
 
     def broken(*args, **kwargs):
         raise RuntimeError("a worker failed")
 
-    working = native.heads, threads.affine_styles_t
+    working = native.heads, threads.equal_linear
     monkeypatch.setattr(native, "heads", broken)
-    monkeypatch.setattr(threads, "affine_styles_t", broken)
+    monkeypatch.setattr(threads, "equal_linear", broken)
     with torch.inference_mode():
         state = threads.start_shared_styles(heads, 2, use_native)
         with pytest.raises(RuntimeError, match="a worker failed"):
@@ -219,7 +218,7 @@ def test_a_failing_head_raises_in_the_caller_instead_of_hanging(use_native, call
         with pytest.raises(RuntimeError, match="a worker failed"):
             G.synthesis(ws)  # the render fails the same way; the pool still works afterwards
     monkeypatch.setattr(native, "heads", working[0])
-    monkeypatch.setattr(threads, "affine_styles_t", working[1])
+    monkeypatch.setattr(threads, "equal_linear", working[1])
     with torch.inference_mode():
         assert G.synthesis(ws).shape == (2, 3, 64, 64)
     assert calls == [(2, 2), (2, 2)]  # both renders split over the pool
@@ -229,7 +228,7 @@ def test_the_parameters_of_a_sample_group_are_those_samples():
     G = _generator("inr-gan", 64)
     ws = G.mapping(torch.randn(3, G.z_dim))
     with torch.inference_mode():
-        params = G.synthesis.inr_params(ws, lazy=True, use_native=native.library() is not None)
+        params = prepare(G.synthesis, ws, lib=native.library(), lazy=True)
         for block in params:
             part = block.select(1, 3)
             for whole, mine in zip([*block.layers, block.torgb], [*part.layers, part.torgb], strict=True):

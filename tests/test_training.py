@@ -132,14 +132,18 @@ TINY = dict(batch=4, tick_kimg=0.008, snapshot_ticks=1, seed=7, r1_interval=2, e
 
 
 def test_resume_is_exact(tmp_path, tiny_data):
-    # 4 steps straight vs 2 steps + resume + 2 steps: identical G, D and G_ema.
+    # 4 steps straight vs 2 steps + resume + 2 steps: identical G, D and G_ema. The state alone resumes: it
+    # holds the TrainingConfig and the options (run.json, a description, is removed first).
     train(tmp_path / "straight", _opts(tiny_data), overrides=dict(TINY, kimg=0.016), log=lambda *_: None)
     train(tmp_path / "split", _opts(tiny_data), overrides=dict(TINY, kimg=0.008), log=lambda *_: None)
+    (tmp_path / "split" / "run.json").unlink()
     train(tmp_path / "split", RunOptions(data=None, preset=None, device="cpu", progress=False),
           resume=tmp_path / "split", overrides={"kimg": 0.016}, log=lambda *_: None)
     a = load_training_state(tmp_path / "straight")
     b = load_training_state(tmp_path / "split")
     assert a["cur_nimg"] == b["cur_nimg"] == 16
+    assert b["training"] == dict(a["training"], kimg=0.016) and b["training"]["seed"] == TINY["seed"]
+    assert b["options"]["data"] == tiny_data and b["options"]["resolution"] == 16
     for net in ("G", "D", "G_ema"):
         for k in a[net]:
             torch.testing.assert_close(a[net][k], b[net][k], rtol=0, atol=0, msg=f"{net}.{k}")

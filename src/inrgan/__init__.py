@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Discriminator": "inrgan.models",
-    "Generator": "inrgan.models",
+    "Generator": "inrgan.accel",
+    "RenderOptions": "inrgan.accel",
     "DiscriminatorConfig": "inrgan.config",
     "GeneratorConfig": "inrgan.config",
     "LevelConfig": "inrgan.config",

@@ -5,11 +5,11 @@ threads, just before and just after the timed loop (the best of the two is kept,
 lowers the peak and the measurement alike). A measurement runs in a fresh subprocess by default, so its
 peak RSS is that of the measured work alone (Python, torch, the model and its activations).
 
-Cost is counted from the layer shapes, as the paper counts it: per output pixel of a level,
-``c_in * c_out`` multiply-accumulates for every FMM layer and ``C * img_channels`` for every ToRGB, times
-the cells of that level. The fast path computes a level's first layer on the previous level's features
-at the coarse grid, so it executes fewer; both figures are reported (``gmac_per_img`` and
-``executed_gmac_per_img``). The hypernetwork (mapping, affine heads, modulated weights) is per sample,
+Cost is counted from the layer shapes by the one cost counter, :mod:`inrgan.models.cost`: per output
+pixel of a level, ``c_in * c_out`` multiply-accumulates for every FMM layer and ``C * img_channels`` for
+every ToRGB, times the cells of that level. The fast path computes a level's first layer on the previous
+level's features at the coarse grid, so it executes fewer; both figures are reported (``gmac_per_img``
+and ``executed_gmac_per_img``). The hypernetwork (mapping, affine heads, modulated weights) is per sample,
 not per pixel, and is reported on its own (``hyper_gmac_per_img``).
 """
 
@@ -97,55 +97,6 @@ class BenchSpec:
 
 
 # ----------------------------------------------------------------------------------------------
-# Cost from the layer shapes.
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    block: int  # block resolution
-    layer: str  # "conv0", "conv1", "extra0", "torgb"
-    c_in: int
-    c_out: int
-    pixels: int  # cells of the layer's level in the render
-    macs: int  # c_in * c_out * pixels
-    executed_macs: int  # what the fast path computes
-
-
-def inr_costs(synthesis, height: int, width: int) -> list[LayerCost]:
-    """Per-pixel MLP cost of rendering ``height x width`` (whole render, default box), layer by layer."""
-    level_cells = synthesis.level_cells(synthesis.make_grid(height, width))
-    costs = []
-    pixels = prev_pixels = 0
-    for block in synthesis.blocks:
-        if block.level is not None:
-            prev_pixels, pixels = pixels, level_cells[block.level]
-        names = ([] if block.is_first else ["conv0"]) + ["conv1"] + [f"extra{i}" for i in range(len(block.extra))]
-        for k, (name, layer) in enumerate(zip(names, block.layers(), strict=True)):
-            macs = layer.in_channels * layer.out_channels * pixels
-            executed = macs
-            if k == 0 and block.level is not None and not block.is_first:
-                # Fast path: the previous level's channels are mixed at the coarse grid.
-                n_emb = layer.in_channels - block.in_channels
-                executed = layer.out_channels * (n_emb * pixels + block.in_channels * prev_pixels)
-            costs.append(LayerCost(block.block_res, name, layer.in_channels, layer.out_channels, pixels, macs, executed))
-        rgb = block.torgb
-        c = rgb.weight.shape[1]
-        n = c * rgb.weight.shape[0] * pixels
-        costs.append(LayerCost(block.block_res, "torgb", c, rgb.weight.shape[0], pixels, n, n))
-    return costs
-
-
-def hyper_macs(G) -> int:
-    """Per-sample cost of the hypernetwork: mapping, every affine head and every modulated weight (A B)."""
-    macs = sum(m.weight.numel() for m in G.mapping.modules() if hasattr(m, "weight_gain"))
-    for block in G.synthesis.blocks:
-        for layer in block.layers():
-            macs += layer.affine.weight.numel() + layer.out_channels * layer.in_channels * layer.rank
-        macs += block.torgb.affine.weight.numel()
-    return macs
-
-
-# ----------------------------------------------------------------------------------------------
 # Timing helpers.
 
 
@@ -208,25 +159,34 @@ def _autocast(device: torch.device, amp: torch.dtype | None):
     return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
 
 
+def _generator(spec: BenchSpec, cfg):
+    """The model to measure: ``inrgan.Generator`` (the fast paths), or the paper's plain model (--reference)."""
+    from .accel import Generator
+    from .models import Generator as ReferenceGenerator
+
+    return (ReferenceGenerator if spec.reference else Generator)(cfg)
+
+
 def bench_forward(spec: BenchSpec) -> dict[str, Any]:
     """Inference of G (mapping + synthesis) on ``batch`` fresh latents per call."""
-    from .models import Generator, native
+    from .accel import RenderOptions, native
+    from .accel.render import sample_parallel_threads
+    from .models.cost import hyper_macs, inr_costs, mapping_macs
 
     device, amp, preset = _setup(spec)
-    G = Generator(preset.G).eval().requires_grad_(False).to(device)
-    G.synthesis.fast = not spec.reference
-    G.synthesis.sample_parallel = spec.sample_parallel
-    G.synthesis.native = spec.native
+    G = _generator(spec, preset.G).eval().requires_grad_(False).to(device)
+    options = RenderOptions(sample_parallel=spec.sample_parallel, native=spec.native)
+    render = {} if spec.reference else {"options": options}
     h = spec.render_height or preset.G.resolution
     w = spec.render_width or preset.G.resolution
-    costs = inr_costs(G.synthesis, h, w)
+    costs = inr_costs(G.synthesis, G.synthesis.make_grid(h, w))
     model = torch.compile(G) if spec.compile else G
     gen = torch.Generator(device=device).manual_seed(spec.seed)
 
     def step(height: int = h, width: int = w) -> None:
         z = torch.randn(spec.batch, G.z_dim, device=device, generator=gen)
         with torch.inference_mode(), _autocast(device, amp):
-            model(z, height=height, width=width)
+            model(z, height=height, width=width, **render)
 
     peak_dtype = amp or torch.float32
     peak_before = matmul_peak_gflops(device, peak_dtype)
@@ -239,10 +199,10 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
     best = min(times)
     gmac = sum(c.macs for c in costs) / 1e9
     executed = sum(c.executed_macs for c in costs) / 1e9
-    hyper = hyper_macs(G) / 1e9
+    hyper = (hyper_macs(G.synthesis) + mapping_macs(G.mapping)) / 1e9
     img_per_s = spec.batch / best
-    split = bool(G.synthesis.fast and not spec.compile and G.synthesis.sample_parallel_threads(
-        spec.batch, device, G.synthesis.make_grid(h, w)))
+    split = bool(not spec.reference and not spec.compile and sample_parallel_threads(
+        G.synthesis, spec.batch, device, G.synthesis.make_grid(h, w), options))
     one_thread = torch.get_num_threads() == 1
     return {
         "img_per_s": img_per_s,
@@ -259,7 +219,7 @@ def bench_forward(spec: BenchSpec) -> dict[str, Any]:
         "hyper_gmac_per_img": hyper,
         "render": [h, w],
         "sample_parallel": split,
-        "native_kernels": bool(G.synthesis.fast and not spec.compile and spec.native and (split or one_thread)
+        "native_kernels": bool(not spec.reference and not spec.compile and spec.native and (split or one_thread)
                                and device.type == "cpu" and native.library() is not None),
         **compared,
         **_context(spec, device),
@@ -295,12 +255,11 @@ def _training_nets(spec: BenchSpec, preset, device: torch.device):
     """G, D, G_ema and both optimizers as the training loop makes them, for the preset."""
     import copy
 
-    from .models import Discriminator, Generator
+    from .models import Discriminator
     from .training.loop import make_optimizers
 
-    G = Generator(preset.G).to(device).train()
+    G = _generator(spec, preset.G).to(device).train()
     D = Discriminator(preset.D).to(device).train()
-    G.synthesis.fast = not spec.reference
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G_opt, D_opt = make_optimizers(G, D, preset.training)
     return G, D, G_ema, G_opt, D_opt
@@ -360,64 +319,33 @@ def bench_train(spec: BenchSpec) -> dict[str, Any]:
 def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15) -> dict[str, Any]:
     """Where the training step's time goes: wall time per phase and the top operators (torch.profiler).
 
-    The phases are timed by running the same computations as ``training_step`` one at a time.
+    The phases are the parts of the loop's own ``training_step``, timed through its ``phase`` hook.
     """
     from .training.ema import update_ema
-    from .training.loop import r1_backward, training_step
-    from .training.loss import d_logistic_loss, g_nonsaturating_loss
+    from .training.loop import training_step
 
     device, _, preset = _setup(spec)
     t = _training_config(spec, preset)
     G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
-    d_opts = dict(checkpoint_blocks=t.d_checkpoint)  # as training_step calls D
     res, ch = preset.G.resolution, preset.G.img_channels
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     steps = steps or t.r1_interval
     phases: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def phase(name: str, weight: float = 1.0):
+    def phase(name: str):
         _sync(device)
         t0 = time.perf_counter()
         yield
         _sync(device)
-        phases[name] = phases.get(name, 0.0) + (time.perf_counter() - t0) * weight
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
 
     def one_step(i: int, timed: bool) -> None:
         real = torch.rand(spec.batch, ch, res, res, device=device, generator=gen) * 2 - 1
         z = torch.randn(2, spec.batch, G.z_dim, device=device, generator=gen)
-        if not timed:
-            training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), i % t.r1_interval == 0, t)
-            return
-        G.requires_grad_(True)
-        D.requires_grad_(False)
-        with phase("Gmain: G forward"):
-            fake = G(z[0], tile=t.g_tile)
-        with phase("Gmain: D forward"):
-            loss = g_nonsaturating_loss(D(fake, **d_opts))
-        G_opt.zero_grad(set_to_none=True)
-        with phase("Gmain: backward (D and G)"):
-            loss.backward()
-        with phase("Gmain: Adam step"):
-            G_opt.step()
-        G.requires_grad_(False)
-        D.requires_grad_(True)
-        with phase("Dmain: G forward (no grad)"), torch.no_grad():
-            fake = G(z[1])
-        with phase("Dmain: D forward (fake + real)"):
-            loss = d_logistic_loss(D(real, **d_opts), D(fake, **d_opts))
-        D_opt.zero_grad(set_to_none=True)
-        with phase("Dmain: D backward"):
-            loss.backward()
-        with phase("Dmain: Adam step"):
-            D_opt.step()
-        if i % t.r1_interval == 0 and t.r1_gamma > 0:
-            with phase("Dreg: R1 (forward, double backward, step)"):
-                D_opt.zero_grad(set_to_none=True)
-                r1_backward(D, real, t, **d_opts)
-                D_opt.step()
-        D.requires_grad_(False)
-        with phase("G_ema update"):
+        hook = {"phase": phase} if timed else {}
+        training_step(G, D, G_opt, D_opt, real, (z[0], z[1]), i % t.r1_interval == 0, t, **hook)
+        with phase("G_ema update") if timed else contextlib.nullcontext():
             update_ema(G_ema, G, 0.999)
 
     for i in range(max(spec.warmup, 1)):

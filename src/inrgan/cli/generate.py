@@ -49,7 +49,7 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
 
 
 def load_generator(checkpoint: str, device: str = "cpu"):
-    from ..models import Generator
+    from ..accel import Generator
 
     try:
         return Generator.from_pretrained(checkpoint, map_location=device)

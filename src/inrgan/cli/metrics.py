@@ -77,9 +77,9 @@ def command(checkpoint: str, data: str, metric_names: str, features: str, resolu
 
     set_threads(threads)
 
+    from ..accel import Generator
     from ..data import DatasetError, open_dataset
     from ..metrics import ExtractorError, MetricsError, build_extractor, evaluate, parse_metric
-    from ..models import Generator
 
     metrics = [m for m in metric_names.split(",") if m.strip()]
     try:

@@ -7,12 +7,15 @@ See docs/metrics.md for the protocols and their costs.
 """
 
 from .evaluate import (
+    METRICS,
+    Metric,
     MetricsError,
     MetricSpec,
     append_records,
     default_cache_dir,
     evaluate,
     parse_metric,
+    register_metric,
 )
 from .extractors import (
     EXTRACTORS,
@@ -28,6 +31,8 @@ from .precision_recall import precision_recall
 
 __all__ = [
     "EXTRACTORS",
+    "METRICS",
+    "Metric",
     "ExtractorError",
     "FeatureExtractor",
     "MetricSpec",
@@ -44,4 +49,5 @@ __all__ = [
     "mmd2_unbiased",
     "parse_metric",
     "precision_recall",
+    "register_metric",
 ]

@@ -21,7 +21,7 @@ import os
 import re
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +47,7 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 PR_K = 3
 
-_METRIC_RE = re.compile(r"^(fid|kid|pr)(\d+)(k?)(_full)?$")
+_METRIC_RE = re.compile(r"^([a-z]+)(\d+)(k?)(_full)?$")
 
 
 class MetricsError(ValueError):
@@ -55,8 +55,33 @@ class MetricsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A family of the metric registry (``fid``, ``kid``, ``pr``): how one is computed from the real images'
+    statistics and the generated images' features.
+
+    ``compute(spec, real, fake, seed, num_real)`` returns (the headline value, every number by name, the
+    protocol entries of its own); ``real`` holds "mu" and "sigma", and "features" where ``needs_real_features``.
+    """
+
+    kind: str
+    compute: Callable[[MetricSpec, dict[str, np.ndarray], np.ndarray, int, int],
+                      tuple[float, dict[str, float], dict[str, Any]]]
+    needs_real_features: bool
+    comparable: bool = True  # to published numbers, where the extractor is the standard one
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a metric family: its names (``{kind}{count}[k][_full]``) are then understood everywhere."""
+    METRICS[metric.kind] = metric
+    return metric
+
+
+@dataclass(frozen=True)
 class MetricSpec:
-    """A parsed metric name: ``kind`` in fid/kid/pr, ``num_gen`` generated images, ``full`` = all real ones."""
+    """A parsed metric name: ``kind`` in the registry, ``num_gen`` generated images, ``full`` = all real ones."""
 
     name: str
     kind: str
@@ -72,9 +97,9 @@ class MetricSpec:
 def parse_metric(name: str) -> MetricSpec:
     """``"fid10k"`` -> MetricSpec("fid10k", "fid", 10000, False); ``"kid1k_full"``, ``"pr500"``, ..."""
     match = _METRIC_RE.match(name.strip().lower())
-    if not match:
-        raise MetricsError(f"unknown metric {name!r}: expected fid, kid or pr followed by a number of generated "
-                           f"images, e.g. fid50k, fid10k_full, kid10k, pr10k, fid500")
+    if not match or match.group(1) not in METRICS:
+        raise MetricsError(f"unknown metric {name!r}: expected {', '.join(METRICS)} followed by a number of "
+                           f"generated images, e.g. fid50k, fid10k_full, kid10k, pr10k, fid500")
     kind, count, thousands, full = match.groups()
     num_gen = int(count) * (1000 if thousands else 1)
     if num_gen < 2:
@@ -225,6 +250,29 @@ def _dataset_resolution(dataset: Sequence) -> tuple[int, int]:
     return image.shape[0], image.shape[1]
 
 
+def _fid(spec: MetricSpec, real: dict[str, np.ndarray], fake: np.ndarray, seed: int, num_real: int):
+    mu, sigma = feature_statistics(fake)
+    value = frechet_distance(mu, sigma, real["mu"], real["sigma"])
+    return value, {spec.name: value}, {}
+
+
+def _kid(spec: MetricSpec, real: dict[str, np.ndarray], fake: np.ndarray, seed: int, num_real: int):
+    value, std = kernel_distance(real["features"], fake, KID_SUBSETS, KID_SUBSET_SIZE, seed=seed)
+    protocol = dict(kid_subsets=KID_SUBSETS, kid_subset_size=min(KID_SUBSET_SIZE, num_real, spec.num_gen),
+                    kid_kernel="(x.y / d + 1)^3")
+    return value, {spec.name: value, f"{spec.name}_std": std}, protocol
+
+
+def _pr(spec: MetricSpec, real: dict[str, np.ndarray], fake: np.ndarray, seed: int, num_real: int):
+    precision, recall = precision_recall(real["features"], fake, k=PR_K)
+    return precision, {f"{spec.name}_precision": precision, f"{spec.name}_recall": recall}, {"pr_k": PR_K}
+
+
+register_metric(Metric("fid", _fid, needs_real_features=False))
+register_metric(Metric("kid", _kid, needs_real_features=True))
+register_metric(Metric("pr", _pr, needs_real_features=True, comparable=False))
+
+
 def evaluate(
     G: nn.Module,
     dataset: Sequence,
@@ -270,6 +318,35 @@ def evaluate(
     """
     start = time.perf_counter()
     specs = [parse_metric(m) for m in metrics]
+    resolution = _check_request(G, dataset, specs)
+    extractor = features if isinstance(features, FeatureExtractor) else \
+        build_extractor(features, device, inception_weights)
+    if dataset_fingerprint is None and callable(getattr(dataset, "fingerprint", None)):
+        dataset_fingerprint = dataset.fingerprint()
+    fake = generated_features(G, extractor, max(s.num_gen for s in specs), resolution, truncation_psi, seed,
+                              batch_size, progress, dist)
+    if dist is not None and not dist.is_main:
+        return []
+    n_reals = [s.num_real(len(dataset), num_real) for s in specs]
+    real = {n: real_statistics(dataset, extractor, n, resolution, _need_real_features(specs, n_reals, n),
+                               dataset_fingerprint, Path(cache_dir or default_cache_dir()), batch_size, progress)
+            for n in sorted(set(n_reals))}  # num_real -> (statistics, cache status)
+    base_protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__),
+                     "dataset_fingerprint": dataset_fingerprint, "resolution": resolution,
+                     "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
+    records = [_record(spec, real[n], fake[: spec.num_gen], seed, n, len(dataset), base_protocol, extractor.comparable)
+               for spec, n in zip(specs, n_reals, strict=True)]
+    elapsed = round(time.perf_counter() - start, 3)  # the whole call: generated features are shared by its metrics
+    return [{**record, "time_s": elapsed} for record in records]
+
+
+def _need_real_features(specs: list[MetricSpec], n_reals: list[int], n: int) -> bool:
+    """Whether a metric on ``n`` real images needs their features (not only their mean and covariance)."""
+    return any(METRICS[s.kind].needs_real_features and m == n for s, m in zip(specs, n_reals, strict=True))
+
+
+def _check_request(G: nn.Module, dataset: Sequence, specs: list[MetricSpec]) -> int:
+    """The real images' resolution, once the request is checked (a MetricsError says what does not fit)."""
     if not specs:
         raise MetricsError("no metrics requested")
     if len(dataset) < 2:
@@ -277,69 +354,27 @@ def evaluate(
     channels, resolution = _dataset_resolution(dataset)
     if channels != G.img_channels:
         raise MetricsError(f"the generator makes {G.img_channels}-channel images but the data has {channels}")
-    extractor = features if isinstance(features, FeatureExtractor) else \
-        build_extractor(features, device, inception_weights)
-    if dataset_fingerprint is None and callable(getattr(dataset, "fingerprint", None)):
-        dataset_fingerprint = dataset.fingerprint()
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return resolution
 
-    num_gen = max(s.num_gen for s in specs)
-    fake = generated_features(G, extractor, num_gen, resolution, truncation_psi, seed, batch_size, progress, dist)
-    if dist is not None and not dist.is_main:
-        return []
 
-    real: dict[int, tuple[dict[str, np.ndarray], str]] = {}
-    for n in sorted({s.num_real(len(dataset), num_real) for s in specs}):
-        need_features = any(s.kind != "fid" and s.num_real(len(dataset), num_real) == n for s in specs)
-        real[n] = real_statistics(dataset, extractor, n, resolution, need_features, dataset_fingerprint,
-                                  cache_dir, batch_size, progress)
-
-    base_protocol = {
-        "dataset": getattr(dataset, "name", type(dataset).__name__),
-        "dataset_fingerprint": dataset_fingerprint,
-        "resolution": resolution,
-        "truncation_psi": truncation_psi,
-        "seed": seed,
-        **extractor.protocol(),
+def _record(spec: MetricSpec, real: tuple[dict[str, np.ndarray], str], fake: np.ndarray, seed: int, n_real: int,
+            dataset_size: int, base_protocol: dict[str, Any], comparable: bool) -> dict[str, Any]:
+    """One metric's record from the real statistics (and their cache status) and the generated features."""
+    stats, cache = real
+    metric = METRICS[spec.kind]
+    value, results, extra = metric.compute(spec, stats, fake, seed, n_real)
+    protocol = {"num_gen": spec.num_gen, "num_real": n_real,
+                "real_subset": "all" if n_real == dataset_size else f"random subset, seed {REAL_SUBSET_SEED}",
+                **base_protocol, **extra}
+    return {
+        "metric": spec.name,
+        "value": value,  # the headline number: FID, KID's mean, or precision (recall is in results)
+        "results": results,
+        "comparable_to_published": comparable and metric.comparable,
+        "protocol": protocol,
+        "real_stats_cache": cache,
+        "timestamp": time.time(),
     }
-    records = []
-    for spec in specs:
-        n_real = spec.num_real(len(dataset), num_real)
-        stats, cache = real[n_real]
-        spec_fake = fake[: spec.num_gen]
-        protocol = {
-            "num_gen": spec.num_gen,
-            "num_real": n_real,
-            "real_subset": "all" if n_real == len(dataset) else f"random subset, seed {REAL_SUBSET_SEED}",
-            **base_protocol,
-        }
-        if spec.kind == "fid":
-            mu, sigma = feature_statistics(spec_fake)
-            value = frechet_distance(mu, sigma, stats["mu"], stats["sigma"])
-            results = {spec.name: value}
-        elif spec.kind == "kid":
-            value, std = kernel_distance(stats["features"], spec_fake, KID_SUBSETS, KID_SUBSET_SIZE, seed=seed)
-            results = {spec.name: value, f"{spec.name}_std": std}
-            protocol.update(kid_subsets=KID_SUBSETS,
-                            kid_subset_size=min(KID_SUBSET_SIZE, n_real, spec.num_gen),
-                            kid_kernel="(x.y / d + 1)^3")
-        else:
-            value, recall = precision_recall(stats["features"], spec_fake, k=PR_K)
-            results = {f"{spec.name}_precision": value, f"{spec.name}_recall": recall}
-            protocol.update(pr_k=PR_K)
-        records.append({
-            "metric": spec.name,
-            "value": value,  # the headline number: FID, KID's mean, or precision (recall is in results)
-            "results": results,
-            "comparable_to_published": extractor.comparable and spec.kind != "pr",
-            "protocol": protocol,
-            "real_stats_cache": cache,
-            "timestamp": time.time(),
-        })
-    elapsed = time.perf_counter() - start
-    for record in records:
-        record["time_s"] = round(elapsed, 3)  # the whole call: generated features are shared by its metrics
-    return records
 
 
 def append_records(path: str | os.PathLike, records: Sequence[dict[str, Any]]) -> None:

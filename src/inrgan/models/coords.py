@@ -16,7 +16,6 @@ Frames:
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -112,7 +111,7 @@ def _reflect(idx: Tensor, n: int) -> Tensor:
     return torch.where(idx > n - 1, period - idx, idx)
 
 
-def _interp_matrix(idx: Tensor, n: int, padding: str) -> tuple[Tensor, Tensor, Tensor]:
+def interp_taps(idx: Tensor, n: int, padding: str) -> tuple[Tensor, Tensor, Tensor]:
     """Two-tap linear interpolation along one axis: (lower index, upper index, upper weight)."""
     idx = idx.clamp(0, n - 1) if padding == "border" else _reflect(idx, n)
     # Indices within 1e-6 of an integer are snapped, so renders on the training grid read the stored values.
@@ -135,62 +134,11 @@ def sample_const(const: Tensor, iy: Tensor, ix: Tensor, padding: str = "border")
         [C, h, w]; integral indices return the stored values exactly.
     """
     _, r_h, r_w = const.shape
-    ylo, yhi, wy = _interp_matrix(iy, r_h, padding)
-    xlo, xhi, wx = _interp_matrix(ix, r_w, padding)
+    ylo, yhi, wy = interp_taps(iy, r_h, padding)
+    xlo, xhi, wx = interp_taps(ix, r_w, padding)
     wy, wx = wy.to(const.dtype), wx.to(const.dtype)
     rows = const[:, ylo] * (1 - wy)[None, :, None] + const[:, yhi] * wy[None, :, None]  # [C, h, r]
     return rows[:, :, xlo] * (1 - wx)[None, None, :] + rows[:, :, xhi] * wx[None, None, :]  # [C, h, w]
-
-
-def _range_start(idx: Tensor) -> int | None:
-    """``idx[0]`` when ``idx`` is a run of consecutive indices (then a gather is a slice), else None."""
-    if idx.numel() == 0 or torch.compiler.is_compiling():
-        return None
-    first = int(idx[0])
-    return first if bool((idx == torch.arange(first, first + idx.numel(), device=idx.device)).all()) else None
-
-
-def _gather_rows(x: Tensor, idx: Tensor, start: int | None) -> Tensor:
-    """x[:, idx] for x [A, n, L]: whole rows of L as contiguous runs, or a slice from ``start``."""
-    if start is not None:
-        return x[:, start : start + idx.numel()]
-    a, n, length = x.shape
-    flat = (torch.arange(a, device=idx.device)[:, None] * n + idx[None, :]).flatten()
-    return x.reshape(a * n, length).index_select(0, flat).view(a, idx.numel(), length)
-
-
-def sample_const_channels_last(const: Tensor, iy: Tensor, ix: Tensor, padding: str = "border") -> Tensor:
-    """:func:`sample_const` laid out channels-last, [h, w, C], with the same values.
-
-    Rows are gathered as contiguous runs (a slice on the training grid), then the needed columns, then
-    the result is viewed channels-last; interpolation is skipped along an axis whose indices are all
-    integral (it would add 0). The indices are best given on the CPU: the shortcuts are decided there,
-    and only the interpolation taps move to ``const``'s device.
-    """
-    _, r_h, r_w = const.shape
-    eager = not torch.compiler.is_compiling()  # the shortcuts branch on index values
-    taps = []
-    for idx, n in ((iy, r_h), (ix, r_w)):
-        lo, hi, wt = _interp_matrix(idx, n, padding)
-        exact = eager and bool((wt == 0).all())
-        start = _range_start(lo) if exact else None
-        taps.append((lo.to(const.device), hi.to(const.device), wt.to(const.device, const.dtype), exact, start))
-    (ylo, yhi, wy, exact_y, y0), (xlo, xhi, wx, exact_x, x0) = taps
-    rows = _gather_rows(const, ylo, y0)  # [C, h, r]
-    if not exact_y:
-        rows = rows * (1 - wy)[None, :, None] + _gather_rows(const, yhi, None) * wy[None, :, None]
-    if x0 == 0 and xlo.numel() == r_w:
-        return rows.permute(1, 2, 0)  # every column in order: the caller's concatenation makes the copy
-    if exact_x:
-        return rows.index_select(2, xlo).permute(1, 2, 0)  # [h, w, C]
-    return (rows.index_select(2, xlo) * (1 - wx) + rows.index_select(2, xhi) * wx).permute(1, 2, 0)
-
-
-# Coordinate features kept between inference calls, per level: the last set of cells only, and only up to
-# this size (the 64^2 level of the release model at its own grid is 2.6 MiB; its 256^2 level, 42 MiB, is
-# recomputed per chunk instead).
-FEATURE_CACHE_BYTES = 16 * 2**20
-_cache_lock = threading.Lock()
 
 
 class CoordEmbedding(nn.Module):
@@ -207,7 +155,6 @@ class CoordEmbedding(nn.Module):
         self.affine = EqualLinear(w_dim, cfg.predicted * 3, bias_init=0.0) if cfg.predicted else None
         self.const = nn.Parameter(torch.randn(cfg.const, res, res)) if cfg.const else None
         self.num_channels = cfg.num_channels(res)
-        self._cached: tuple[tuple, Tensor] | None = None  # (key, features) of the last cached call
 
     @property
     def depends_on_w(self) -> bool:
@@ -227,12 +174,16 @@ class CoordEmbedding(nn.Module):
         ix = (xs - x0) / (x1 - x0) * self.res - ox
         return iy, ix
 
-    def forward(self, ys: Tensor, xs: Tensor, w: Tensor | None = None) -> Tensor:
+    def predicted_basis(self, w: Tensor) -> Tensor:
+        """The per-sample basis predicted from w [B, w_dim]: [B, n, (x, y, phase)], before ``gaussian_std``."""
+        return self.affine(w).view(w.shape[0], self.cfg.predicted, 3)
+
+    def forward(self, ys: Tensor, xs: Tensor, basis: Tensor | None = None) -> Tensor:
         """Features at the cells (ys[i], xs[j]).
 
         Args:
             ys: [h] float64 cell coordinates along y.  xs: [w] along x.
-            w: [B, w_dim], needed only for the predicted basis.
+            basis: [B, n, 3], the predicted basis (:meth:`predicted_basis`), where the level has one.
 
         Returns:
             [1, C, h, w] (shared by the batch) or [B, C, h, w] with a predicted basis.
@@ -240,73 +191,19 @@ class CoordEmbedding(nn.Module):
         device = self.log_basis.device
         y = ys.to(device=device, dtype=torch.float32)
         x = xs.to(device=device, dtype=torch.float32)
-        basis = self.fixed_basis()  # [n, 2]
-        e = basis[:, 0, None, None] * x[None, None, :] + basis[:, 1, None, None] * y[None, :, None]  # [n, h, w]
+        fixed = self.fixed_basis()  # [n, 2]
+        e = fixed[:, 0, None, None] * x[None, None, :] + fixed[:, 1, None, None] * y[None, :, None]  # [n, h, w]
         e = e.unsqueeze(0)  # [1, n, h, w]
         if self.affine is not None:
-            if w is None:
-                raise ValueError("a predicted coordinate basis needs w")
-            p = self.affine(w).view(w.shape[0], self.cfg.predicted, 3)  # [B, n, 3]
-            bx = p[:, :, 0, None, None] * self.cfg.gaussian_std
-            by = p[:, :, 1, None, None] * self.cfg.gaussian_std
-            ep = bx * x[None, None, None, :] + by * y[None, None, :, None] + p[:, :, 2, None, None]  # [B, n, h, w]
-            e = torch.cat([e.expand(w.shape[0], -1, -1, -1), ep], dim=1)
+            if basis is None:
+                raise ValueError("a predicted coordinate basis needs the basis predicted from w")
+            bx = basis[:, :, 0, None, None] * self.cfg.gaussian_std
+            by = basis[:, :, 1, None, None] * self.cfg.gaussian_std
+            ep = bx * x[None, None, None, :] + by * y[None, None, :, None] + basis[:, :, 2, None, None]  # [B, n, h, w]
+            e = torch.cat([e.expand(basis.shape[0], -1, -1, -1), ep], dim=1)
         feats = [e.sin(), e.cos()]
         if self.const is not None:
             iy, ix = self.const_indices(ys, xs)
             c = sample_const(self.const, iy.to(device), ix.to(device), self.const_padding)  # [C, h, w]
             feats.append(c.unsqueeze(0).expand(e.shape[0], -1, -1, -1))
         return torch.cat(feats, dim=1)
-
-    def predicted_basis(self, w: Tensor) -> Tensor:
-        """The per-sample basis predicted from w [B, w_dim]: [B, n, (x, y, phase)], before ``gaussian_std``."""
-        return self.affine(w).view(w.shape[0], self.cfg.predicted, 3)
-
-    def forward_channels_last(self, ys: Tensor, xs: Tensor, w: Tensor | None = None,
-                              basis: Tensor | None = None) -> Tensor:
-        """:meth:`forward` laid out [1 or B, h, w, C], with the same values: the synthesis fast path's layout.
-
-        A predicted basis comes from ``w``, or is given as ``basis`` [B, n, 3] (see :meth:`predicted_basis`).
-        """
-        device = self.log_basis.device
-        y = ys.to(device=device, dtype=torch.float32)
-        x = xs.to(device=device, dtype=torch.float32)
-        fixed = self.fixed_basis()  # [n, 2]
-        e = fixed[:, 0] * x[None, :, None] + fixed[:, 1] * y[:, None, None]  # [h, w, n]
-        e = e.unsqueeze(0)  # [1, h, w, n]
-        if self.affine is not None:
-            if basis is None and w is None:
-                raise ValueError("a predicted coordinate basis needs w")
-            p = self.predicted_basis(w) if basis is None else basis  # [B, n, 3]
-            bx = p[:, None, None, :, 0] * self.cfg.gaussian_std
-            by = p[:, None, None, :, 1] * self.cfg.gaussian_std
-            ep = bx * x[None, None, :, None] + by * y[None, :, None, None] + p[:, None, None, :, 2]  # [B, h, w, n]
-            e = torch.cat([e.expand(p.shape[0], -1, -1, -1), ep], dim=3)
-        feats = [e.sin(), e.cos()]
-        if self.const is not None:
-            iy, ix = self.const_indices(ys, xs)
-            c = sample_const_channels_last(self.const, iy, ix, self.const_padding)
-            feats.append(c.unsqueeze(0).expand(e.shape[0], -1, -1, -1))
-        return torch.cat(feats, dim=3)
-
-    def cached_channels_last(self, cells: tuple, ys: Tensor, xs: Tensor) -> Tensor | None:
-        """:meth:`forward_channels_last` for a fixed basis without autograd, kept for the next call.
-
-        ``cells`` identifies the cells ``ys`` x ``xs`` (the same key must mean the same coordinates). The
-        entry holds one set of cells, at most :data:`FEATURE_CACHE_BYTES`, and is recomputed whenever a
-        parameter or buffer of this module changed (in place, as an optimizer step or ``load_state_dict``
-        does, or replaced, as ``.to()`` does). Returns None where the features are too large to keep: the
-        caller computes them chunk by chunk instead.
-        """
-        if self.depends_on_w or torch.is_grad_enabled() or torch.compiler.is_compiling():
-            raise RuntimeError("cached features are for inference with a fixed basis")
-        if ys.numel() * xs.numel() * self.num_channels * 4 > FEATURE_CACHE_BYTES:
-            return None
-        state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
-        key = (cells, state)
-        with _cache_lock:  # sample-parallel renders share the entry
-            if self._cached is None or self._cached[0] != key:
-                self._cached = None  # never hold two
-                self._cached = (key, self.forward_channels_last(ys, xs))
-            return self._cached[1]
-

@@ -22,7 +22,10 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 class Generator(nn.Module):
-    """z -> w -> INR parameters -> image, rendered on any grid.
+    """z -> w -> INR parameters -> image, rendered on any grid: the paper's model, in plain PyTorch.
+
+    ``inrgan.Generator`` is this model rendered through the fast paths of ``inrgan.accel``; the same
+    parameters, the same function.
 
     Example::
 
@@ -30,12 +33,14 @@ class Generator(nn.Module):
         img = G(torch.randn(4, G.z_dim), truncation_psi=0.7, height=96, width=128)
     """
 
+    synthesis_class: type[SynthesisNetwork] = SynthesisNetwork
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.z_dim, self.w_dim, self.img_channels = cfg.z_dim, cfg.w_dim, cfg.img_channels
         self.resolution = cfg.resolution
-        self.synthesis = SynthesisNetwork(cfg)
+        self.synthesis = self.synthesis_class(cfg)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
                                       cfg.mapping_lr_multiplier, cfg.w_avg_beta, c_dim=cfg.c_dim)
@@ -52,6 +57,7 @@ class Generator(nn.Module):
         bbox: tuple[float, float, float, float] | None = None,
         tile: int | None = None,
         update_w_avg: bool | None = None,
+        **render: Any,
     ) -> Tensor:
         """z [B, z_dim] -> images [B, img_channels, H, W], roughly in [-1, 1].
 
@@ -62,9 +68,10 @@ class Generator(nn.Module):
             bbox: (x0, y0, x1, y1), the top-left and bottom-right of the rendered area in the training
                 coordinate frame (default: the training box).
             tile: render in tiles of this size to bound memory (pixel-independent models only).
+            render: further options of the synthesis network (``options=`` of ``inrgan.accel``'s).
         """
         ws = self.mapping(z, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg, c=c)
-        return self.synthesis(ws, height=height, width=width, bbox=bbox, tile=tile)
+        return self.synthesis(ws, height=height, width=width, bbox=bbox, tile=tile, **render)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Generator:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
+STD_EPS = 1e-8
 
 
 def lrelu_gain(x: Tensor, gain: float = 1.0) -> Tensor:
@@ -21,8 +22,30 @@ def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
+def spatial_std_normalize(x: Tensor, dim, eps: float = STD_EPS) -> Tensor:
+    """x / (std(x) + eps) over the spatial ``dim`` (no mean subtraction): the -bil variant's normalisation."""
+    return x / (x.std(dim=dim, keepdim=True) + eps)
+
+
+def equal_linear(x: Tensor, weight: Tensor, bias: Tensor | None, weight_gain: float, bias_gain: float) -> Tensor:
+    """weight_gain * x weight^T + bias_gain * bias: x [B, in], weight [n, in], bias [n] -> [B, n].
+
+    The gain scales the product, not the weight: the affine heads hold most of G's parameters (59.4M at
+    256^2), and scaling the weight would copy all of them on every call. [n, in] x [in, B] reads the weight
+    row by row, about twice as fast on a CPU as x weight^T.
+    """
+    if bias is None:
+        b = x.new_zeros(())
+    else:
+        b = bias[:, None] if bias_gain == 1 else bias[:, None] * bias_gain
+    return torch.addmm(b.to(x.dtype), weight.to(x.dtype), x.t(), alpha=weight_gain).t().contiguous()
+
+
 class EqualLinear(nn.Module):
-    """Fully connected layer with equalized learning rate: weights stored N(0, 1/lr_mult^2), scaled at run time."""
+    """Fully connected layer with equalized learning rate: weights stored N(0, 1/lr_mult^2), scaled at run time.
+
+    It is also the affine head of every FMM layer and ToRGB, mapping w to their styles.
+    """
 
     def __init__(
         self,
@@ -43,9 +66,8 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.weight * self.weight_gain
-        b = self.bias * self.bias_gain if self.bias is not None else None
-        x = F.linear(x, w, b)
+        # x: [B, in] -> [B, out]
+        x = equal_linear(x, self.weight, self.bias, self.weight_gain, self.bias_gain)
         return lrelu_gain(x) if self.activation == "lrelu" else x
 
     def extra_repr(self) -> str:

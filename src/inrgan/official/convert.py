@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..accel import Generator
 from ..config import ConfigError, GeneratorConfig, LevelConfig, get_preset
 from ..io import sha256_file
-from ..models.generator import Generator
+from ..models.synthesis import extra_layer_name
 from .unpickle import ModuleRecord, OfficialPickleError, load_reference_pickle
 
 RELEASE_PRESETS = ("inr-gan", "inr-gan-noextra", "inr-gan-bil")
@@ -235,6 +236,17 @@ def _read_synthesis(blocks: dict[int, ModuleRecord]) -> _SynthesisFacts:
     return facts
 
 
+def _mapping_layers(G: ModuleRecord) -> tuple[ModuleRecord, list[int]]:
+    """The reference mapping network's record and the indices of its fc layers (fc0, fc1, ... only)."""
+    mapping = _require(G, "mapping", "MappingNetwork")
+    fcs = sorted(int(n[2:]) for n in mapping.children if re.fullmatch(r"fc\d+", n))
+    if not fcs or fcs != list(range(len(fcs))) or len(fcs) != len(mapping.children):
+        raise OfficialPickleError(
+            f"mapping submodules {sorted(mapping.children)}: expected fc0, fc1, ... only"
+        )
+    return mapping, fcs
+
+
 def detect_variant(G: ModuleRecord, upsampling: str | None = None) -> ReferenceVariant:
     """Read a reference generator record and describe it as one of our configurations.
 
@@ -247,12 +259,7 @@ def detect_variant(G: ModuleRecord, upsampling: str | None = None) -> ReferenceV
     if G.get("c_dim", 0):
         raise OfficialPickleError("class-conditional generators (c_dim > 0) are not supported")
     cfg = reference_config(G)
-    mapping = _require(G, "mapping", "MappingNetwork")
-    fcs = sorted(int(n[2:]) for n in mapping.children if re.fullmatch(r"fc\d+", n))
-    if not fcs or fcs != list(range(len(fcs))) or len(fcs) != len(mapping.children):
-        raise OfficialPickleError(
-            f"mapping submodules {sorted(mapping.children)}: expected fc0, fc1, ... only"
-        )
+    mapping, fcs = _mapping_layers(G)
     lr_mult, beta = mapping.children["fc0"].get("bias_gain"), mapping.get("w_avg_beta")
     blocks = _block_records(_require(G, "synthesis", "SynthesisNetwork"))
     resolution = max(blocks)
@@ -357,7 +364,7 @@ def _route(name: str, first_grid: int) -> TensorMove | str | None:
         block = int(math.log2(int(m.group(1)))) - 2
         if kind == "layer":
             layer, extra, tensor = m.group(2), m.group(3), m.group(4)
-            ours = f"extra.{extra}" if extra is not None else layer
+            ours = extra_layer_name(int(extra)) if extra is not None else layer
             square = tensor == "weight"
             return TensorMove(
                 name, f"synthesis.blocks.{block}.{ours}.{tensor}", "squeeze_kernel" if square else "copy"

@@ -9,8 +9,9 @@ here, per sample, is what the INR actually computes with:
 - every ToRGB's modulated weight [img_channels, C] and bias;
 - the per-sample Fourier basis (vectors and phases), where a preset predicts one from w.
 
-Rendering from such parameters (:func:`render_inr`) hands them to the synthesis network's own renderer
-(``SynthesisNetwork.render_window_fast``), so at the endpoints it equals the ordinary render.
+They are the model's own (``SynthesisNetwork.inr_parameters``, the one walk of the network), and
+rendering from them (:func:`render_inr`) takes the renderer that ``G`` itself takes, so at the endpoints it
+equals the ordinary render.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..models.fmm import FMMLayer, fmm_weight
-from ..models.synthesis import BlockINR, SynthesisNetwork
+from ..accel.generator import FastSynthesisNetwork
+from ..models.synthesis import INRParams, SynthesisNetwork
 
 SPACES = ("z", "w", "inr")
-INRParams = dict[str, Tensor]  # parameter name -> per-sample tensor [B, ...]
+__all__ = ["INRParams", "inr_parameters", "interpolate", "lerp", "lerp_params", "render_inr", "select", "slerp"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,43 +59,11 @@ def slerp(a: Tensor, b: Tensor, t: float | Tensor, eps: float = 1e-7) -> Tensor:
 # The generated INR parameters.
 
 
-def _block_layers(i: int, block) -> list[tuple[str, FMMLayer]]:
-    """(parameter name prefix, layer) for the FMM layers of block ``i``, in the order they consume ws."""
-    names = ([] if block.is_first else ["conv0"]) + ["conv1"] + [f"extra.{j}" for j in range(len(block.extra))]
-    return [(f"blocks.{i}.{n}", layer) for n, layer in zip(names, block.layers(), strict=True)]
-
-
 def inr_parameters(synthesis: SynthesisNetwork, ws: Tensor) -> INRParams:
-    """The per-sample INR parameters that ``ws`` [B, num_ws, w_dim] generate.
-
-    Returns a dict of tensors with a leading batch dim: ``blocks.{i}.{layer}.weight`` [B, c_out, c_in] and
-    ``.bias`` [B, c_out] for every FMM layer, ``blocks.{i}.torgb.weight`` [B, img_channels, C] and
-    ``.bias`` [B, img_channels], and ``embeddings.{l}.basis`` [B, n, 3] for a predicted Fourier basis.
-    """
-    if ws.ndim != 3 or ws.shape[1:] != (synthesis.num_ws, synthesis.cfg.w_dim):
-        raise ValueError(f"ws must have shape [B, {synthesis.num_ws}, {synthesis.cfg.w_dim}], got {list(ws.shape)}")
-    batch = ws.shape[0]
-    params: INRParams = {}
-    w_idx = 0
-    for i, block in enumerate(synthesis.blocks):
-        block_ws = ws[:, w_idx : w_idx + block.num_conv + 1]  # [B, n, w_dim]
-        w_idx += block.num_conv
-        if block.level is not None:
-            emb = synthesis.embeddings[block.level]
-            if emb.affine is not None:
-                params[f"embeddings.{block.level}.basis"] = emb.predicted_basis(block_ws[:, 0])  # [B, n, 3]
-        for (name, layer), w in zip(_block_layers(i, block), block_ws.unbind(1), strict=False):
-            styles = layer.affine(w)  # [B, n_styles]
-            n_mod = (layer.in_channels + layer.out_channels) * layer.rank
-            params[f"{name}.weight"] = fmm_weight(layer.weight * layer.weight_gain, styles[:, :n_mod], layer.rank,
-                                                  layer.modulation, layer.demodulate)  # [B, c_out, c_in]
-            bias = styles[:, n_mod:] if layer.predict_bias else layer.bias.unsqueeze(0).expand(batch, -1)
-            params[f"{name}.bias"] = bias  # [B, c_out]
-        rgb = block.torgb
-        styles = rgb.affine(block_ws[:, block.num_conv]) * rgb.weight_gain  # [B, C]
-        params[f"blocks.{i}.torgb.weight"] = rgb.weight.unsqueeze(0) * styles.unsqueeze(1)  # [B, img_channels, C]
-        params[f"blocks.{i}.torgb.bias"] = rgb.bias.unsqueeze(0).expand(batch, -1)
-    return params
+    """The per-sample INR parameters that ``ws`` [B, num_ws, w_dim] generate (``synthesis.inr_parameters``):
+    ``blocks.{i}.{layer}.weight`` [B, c_out, c_in] and ``.bias`` [B, c_out] for every FMM layer and ToRGB, and
+    ``embeddings.{l}.basis`` [B, n, 3] for a predicted Fourier basis."""
+    return synthesis.inr_parameters(ws)
 
 
 def lerp_params(a: INRParams, b: INRParams, t: float) -> INRParams:
@@ -107,17 +76,6 @@ def lerp_params(a: INRParams, b: INRParams, t: float) -> INRParams:
 def select(params: INRParams, index) -> INRParams:
     """Pick samples along the batch dim: ``select(p, [0])``, ``select(p, slice(2, 4))``."""
     return {k: v[index] for k, v in params.items()}
-
-
-def _block_inrs(synthesis: SynthesisNetwork, params: INRParams) -> list[BlockINR]:
-    """The INR parameters as the synthesis network's fast renderer takes them (gains folded in)."""
-    blocks = []
-    for i, block in enumerate(synthesis.blocks):
-        layers = [(params[f"{name}.weight"], params[f"{name}.bias"]) for name, _ in _block_layers(i, block)]
-        torgb = (params[f"blocks.{i}.torgb.weight"], params[f"blocks.{i}.torgb.bias"])
-        basis = params.get(f"embeddings.{block.level}.basis") if block.level is not None else None
-        blocks.append(synthesis.block_inr_from_weights(i, layers, torgb, basis))
-    return blocks
 
 
 def render_inr(
@@ -139,8 +97,9 @@ def render_inr(
         [B, img_channels, H, W].
     """
     grid = synthesis.make_grid(height, width, bbox)
-    blocks = _block_inrs(synthesis, params)
-    return synthesis.render_tiled(grid, tile, lambda window: synthesis.render_window_fast(None, window, blocks))
+    if isinstance(synthesis, FastSynthesisNetwork):  # inrgan.Generator's: the fast render
+        return synthesis.render_params(params, grid, tile)
+    return synthesis.render_tiled(grid, tile, lambda window: synthesis.render(params, window))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -117,6 +117,13 @@ def create_app(G, limits: Limits | None = None) -> Flask:
                        bbox=default_bbox(G.cfg.grid), tile_sizes=limits.tile_sizes, max_zoom=limits.max_zoom,
                        max_export_pixels=limits.max_export_pixels)
 
+    _image_routes(app, G, renderer, limits)
+    return app
+
+
+def _image_routes(app: Flask, G, renderer: Renderer, limits: Limits) -> None:
+    """The routes that render: map tiles, the seed gallery and the export of a view."""
+
     @app.get("/api/tile")
     def tile():
         args = request.args
@@ -154,5 +161,3 @@ def create_app(G, limits: Limits | None = None) -> Flask:
         image = renderer.render(parse_view(args, G), box, height, width, tile=tile)
         return Response(png_bytes(image), mimetype="image/png",
                         headers={"Content-Disposition": 'attachment; filename="inrgan-view.png"'})
-
-    return app

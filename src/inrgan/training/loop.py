@@ -4,10 +4,11 @@ Read top to bottom: :func:`training_step` is one iteration of the GAN game; :fun
 resumes a run and drives the steps, writing everything under the run directory:
 
     run/
-      run.json             the resolved configs and options of the run
+      run.json             the resolved configs and options of the run (a description: state.pt holds them too)
       stats.jsonl          one record per tick
       samples/             reals.png, fakes000000.png, ... (fixed seeds)
-      state.pt             complete training state (weights_only loadable), atomically replaced
+      state.pt             complete training state (weights_only loadable), atomically replaced: networks,
+                           optimizers, counters, random streams, the TrainingConfig and the run options
       export/              G_ema as config.json + model.safetensors (Generator.from_pretrained)
       metrics.jsonl        metric records, when --metrics is given
       plots/training.png   losses, D outputs, speed and metrics against kimg (with matplotlib installed)
@@ -18,12 +19,13 @@ the run directory; see :mod:`inrgan.training.distributed` and docs/distributed.m
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..accel import Generator
 from ..config import ConfigError, DiscriminatorConfig, GeneratorConfig, TrainingConfig, get_preset
 from ..io import CheckpointError, atomic_write_text
-from ..models import Discriminator, Generator
+from ..models import Discriminator
 from ..models.discriminator import mbstd_micro_batches
 from ..rendering.images import save_grid
 from ..runtime import ThreadGovernor
@@ -187,6 +190,11 @@ def r1_backward(D: nn.Module, real: Tensor, t: TrainingConfig, c: Tensor | None 
     return total
 
 
+def untimed(name: str) -> contextlib.AbstractContextManager:
+    """The default ``phase`` of :func:`training_step`: its parts are not timed."""
+    return contextlib.nullcontext()
+
+
 def training_step(
     G: nn.Module,
     D: nn.Module,
@@ -202,6 +210,7 @@ def training_step(
     D_reg: nn.Module | None = None,
     real_c: Tensor | None = None,
     gen_c: tuple[Tensor, Tensor] | None = None,
+    phase: Callable[[str], contextlib.AbstractContextManager] = untimed,
 ) -> dict[str, float]:
     """One iteration: Gmain, Dmain and (every ``r1_interval`` steps) Dreg.
 
@@ -215,57 +224,80 @@ def training_step(
             differentiates twice, which a ``torch.compile``d D cannot: pass the eager module there.
         real_c, gen_c: a conditional run's one-hot classes of the reals [B, c_dim] and of the two phases'
             latents (each [B, c_dim]); None for an unconditional one.
+        phase: a name -> a context manager around each part of the step (``inrgan bench --profile`` times them).
 
     Returns the phase losses as floats (means over the ranks).
     """
     dist = dist or Distributed()
-    stats: dict[str, float] = {}
-
-    # Gmain: make D say "real" to fresh fakes.
-    G.requires_grad_(True)
-    D.requires_grad_(False)
     d_opts = dict(mixed_precision=mixed_precision, checkpoint_blocks=t.d_checkpoint)
     c_opts = [{} if gen_c is None else {"c": c} for c in (gen_c or (None, None))]  # per phase
-    real_opts = {} if real_c is None else {"c": real_c}
-    fake_logits = D(G(gen_z[0], tile=t.g_tile, **c_opts[0]), **d_opts, **c_opts[0])
-    loss_G = g_nonsaturating_loss(fake_logits)
-    (stats["loss_G"],) = dist.mean(loss_G)
-    _check_finite("loss_G", stats["loss_G"], cur_nimg)
-    G_opt.zero_grad(set_to_none=True)
-    loss_G.backward()
-    dist.average_gradients(G)
-    G_opt.step()
-
-    # Dmain: logistic loss on reals and fakes.
-    G.requires_grad_(False)
-    D.requires_grad_(True)
-    with torch.no_grad():
-        fake = G(gen_z[1], **c_opts[1])
-    fake_logits = D(fake, **d_opts, **c_opts[1])
-    real_logits = D(real, **d_opts, **real_opts)
-    loss_D = d_logistic_loss(real_logits, fake_logits)
-    stats["loss_D"], stats["D_real"], stats["D_fake"], stats["D_real_sign"] = dist.mean(
-        loss_D, real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
-    _check_finite("loss_D", stats["loss_D"], cur_nimg)
-    D_opt.zero_grad(set_to_none=True)
-    loss_D.backward()
-    dist.average_gradients(D)
-    D_opt.step()
-
-    # Dreg: lazy R1 on the reals, weighted by the interval.
+    stats = g_main(G, D, G_opt, gen_z[0], c_opts[0], t, d_opts, dist, cur_nimg, phase)
+    stats |= d_main(G, D, D_opt, real, {} if real_c is None else {"c": real_c}, gen_z[1], c_opts[1], d_opts, dist,
+                    cur_nimg, phase)
     if do_r1 and t.r1_gamma > 0:
-        D_opt.zero_grad(set_to_none=True)
-        loss_r1 = r1_backward(D if D_reg is None else D_reg, real, t, real_c, **d_opts)
-        (stats["loss_r1"],) = dist.mean(loss_r1)
-        _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
-        dist.average_gradients(D)
-        D_opt.step()
+        with phase("Dreg: R1 (forward, double backward, step)"):
+            stats |= d_reg(D if D_reg is None else D_reg, D, D_opt, real, real_c, t, d_opts, dist, cur_nimg)
     D.requires_grad_(False)
-
     # Each rank moved w_avg towards its own shard's mean w. The update is linear in that mean, so the
     # mean over ranks is the update by the global batch's mean, as in one process.
     if dist.active:
         dist.average_(G.mapping.w_avg)
+    return stats
+
+
+def g_main(G: nn.Module, D: nn.Module, G_opt: torch.optim.Optimizer, z: Tensor, c_opts: dict, t: TrainingConfig,
+           d_opts: dict, dist: Distributed, cur_nimg: int, phase) -> dict[str, float]:
+    """Gmain: make D say "real" to fresh fakes (G's non-saturating loss), and step G."""
+    G.requires_grad_(True)
+    D.requires_grad_(False)
+    with phase("Gmain: G forward"):
+        fake = G(z, tile=t.g_tile, **c_opts)
+    with phase("Gmain: D forward"):
+        loss_G = g_nonsaturating_loss(D(fake, **d_opts, **c_opts))
+    stats = dict(zip(["loss_G"], dist.mean(loss_G), strict=True))
+    _check_finite("loss_G", stats["loss_G"], cur_nimg)
+    _descend(loss_G, G, G_opt, dist, phase, "Gmain: backward (D and G)", "Gmain: Adam step")
+    return stats
+
+
+def _descend(loss: Tensor, net: nn.Module, opt: torch.optim.Optimizer, dist: Distributed, phase, backward: str,
+             step: str) -> None:
+    """Backpropagate ``loss`` and step ``opt`` on ``net``'s gradients, averaged over the ranks."""
+    opt.zero_grad(set_to_none=True)
+    with phase(backward):
+        loss.backward()
+    with phase(step):
+        dist.average_gradients(net)
+        opt.step()
+
+
+def d_main(G: nn.Module, D: nn.Module, D_opt: torch.optim.Optimizer, real: Tensor, real_opts: dict, z: Tensor,
+           c_opts: dict, d_opts: dict, dist: Distributed, cur_nimg: int, phase) -> dict[str, float]:
+    """Dmain: D's logistic loss on reals and on fakes of G (no gradient to G), and step D."""
+    G.requires_grad_(False)
+    D.requires_grad_(True)
+    with phase("Dmain: G forward (no grad)"), torch.no_grad():
+        fake = G(z, **c_opts)
+    with phase("Dmain: D forward (fake + real)"):
+        fake_logits = D(fake, **d_opts, **c_opts)
+        real_logits = D(real, **d_opts, **real_opts)
+        loss_D = d_logistic_loss(real_logits, fake_logits)
+    stats = dict(zip(["loss_D", "D_real", "D_fake", "D_real_sign"], dist.mean(
+        loss_D, real_logits.mean(), fake_logits.mean(), real_logits.sign().mean()), strict=True))
+    _check_finite("loss_D", stats["loss_D"], cur_nimg)
+    _descend(loss_D, D, D_opt, dist, phase, "Dmain: D backward", "Dmain: Adam step")
+    return stats
+
+
+def d_reg(D_reg: nn.Module, D: nn.Module, D_opt: torch.optim.Optimizer, real: Tensor, real_c: Tensor | None,
+          t: TrainingConfig, d_opts: dict, dist: Distributed, cur_nimg: int) -> dict[str, float]:
+    """Dreg: the lazy R1 penalty on the reals, weighted by the interval, and a step of D."""
+    D_opt.zero_grad(set_to_none=True)
+    loss_r1 = r1_backward(D_reg, real, t, real_c, **d_opts)
+    stats = dict(zip(["loss_r1"], dist.mean(loss_r1), strict=True))
+    _check_finite("loss_r1", stats["loss_r1"], cur_nimg)
+    dist.average_gradients(D)
+    D_opt.step()
     return stats
 
 
@@ -350,23 +382,37 @@ def plan_run(
         options.preset, options.resolution = preset.name, preset.G.resolution
         return Run(preset.G, preset.D, fitted(preset.G, replace(preset.training, **overrides)), options)
     resume = Path(resume)
-    run_json = resume / RUN_CONFIG
-    if not run_json.is_file():
-        raise FileNotFoundError(f"{resume}: not a run directory (no {RUN_CONFIG})")
+    if not (resume / STATE_NAME).is_file() and not (resume / RUN_CONFIG).is_file():
+        raise FileNotFoundError(f"{resume}: not a run directory (no {STATE_NAME} or {RUN_CONFIG})")
     state = load_training_state(resume / STATE_NAME)
-    try:
-        meta = json.loads(run_json.read_text())
-        for key in ("data", "preset", "resolution"):
-            if getattr(options, key) is None:
-                setattr(options, key, meta["options"][key])
-        t = TrainingConfig.from_dict(meta["training"])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"{run_json}: not a readable run description ({type(e).__name__}: {e})") from e
+    t, saved_options = _recipe(resume, state)
+    for key in ("data", "preset", "resolution"):
+        if getattr(options, key) is None:
+            setattr(options, key, saved_options[key])
     try:
         G_cfg, D_cfg = GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
     except (TypeError, ConfigError) as e:
         raise CheckpointError(f"{resume / STATE_NAME}: its configs are not readable ({e})") from e
     return Run(G_cfg, D_cfg, fitted(G_cfg, replace(t, **overrides)), options, state)
+
+
+def _recipe(run_dir: Path, state: dict[str, Any]) -> tuple[TrainingConfig, dict[str, Any]]:
+    """A run's TrainingConfig and options: from its training state, or from run.json for a state written
+    before states held them."""
+    if "training" in state and "options" in state:
+        try:
+            return TrainingConfig.from_dict(state["training"]), dict(state["options"])
+        except (TypeError, ConfigError) as e:
+            raise CheckpointError(f"{run_dir / STATE_NAME}: its training config is not readable ({e})") from e
+    run_json = run_dir / RUN_CONFIG
+    if not run_json.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no {RUN_CONFIG})")
+    try:
+        meta = json.loads(run_json.read_text())
+        return TrainingConfig.from_dict(meta["training"]), {k: meta["options"][k] for k in ("data", "preset",
+                                                                                              "resolution")}
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"{run_json}: not a readable run description ({type(e).__name__}: {e})") from e
 
 
 def _plan_fine_tuning(options: RunOptions, overrides: dict[str, Any]) -> Run:
@@ -379,7 +425,7 @@ def _plan_fine_tuning(options: RunOptions, overrides: dict[str, Any]) -> Run:
     if (source / STATE_NAME).is_file():  # a run directory: G, D, G_ema and the recipe
         state = load_training_state(source / STATE_NAME)
         G_cfg, D_cfg = GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
-        t = TrainingConfig.from_dict(json.loads((source / RUN_CONFIG).read_text())["training"])
+        t = _recipe(source, state)[0]
         weights = {k: state[k] for k in ("G", "D", "G_ema")}
     else:  # an export: G_ema for G and G_ema, a new D, the default recipe
         G_ema = Generator.from_pretrained(source)
@@ -537,6 +583,8 @@ class Trainer:
             "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(),
             "cur_nimg": self.cur_nimg, "cur_tick": self.cur_tick, "batch_idx": self.batch_idx,
             "rng_state": _rng_state(self.rng),
+            # the recipe and the options: the state alone resumes the run (run.json describes it for people)
+            "training": self.t.to_dict(), "options": self.options.to_dict(),
         }
         if self.pipe is not None:
             state["augment"] = {"p": float(self.pipe.p), "rng": self.pipe.generator.get_state()}

@@ -12,8 +12,10 @@ be built.
 The library is compiled with ``$CC`` (default ``cc``) and ``-O3 -march=native`` into
 ``$INRGAN_CACHE_DIR`` (default ``$XDG_CACHE_HOME/inrgan`` or ``~/.cache/inrgan``), named by a hash of the
 source, the compiler, its flags and the CPU, and written atomically; a second process loads it in a
-millisecond. ``INRGAN_NATIVE=0`` turns the kernels off; so does ``G.synthesis.native = False`` per model.
-Nothing is compiled at import.
+millisecond. ``INRGAN_NATIVE=0`` turns the kernels off; so does ``RenderOptions(native=False)`` per call.
+Nothing is compiled at import. The wrappers check every operand's shape, dtype, device and layout before
+a pointer reaches C; a call that fails turns the kernels off for the process (:func:`disable`, one
+warning), and the caller takes torch's path.
 """
 
 from __future__ import annotations
@@ -121,6 +123,27 @@ def library() -> ctypes.CDLL | None:
     return _lib
 
 
+def disable(err: BaseException) -> None:
+    """Turn the kernels off for this process after a failed call; the first failure warns, naming the error."""
+    global _lib, _error
+    with _lock:
+        if _lib is not None:
+            _lib, _error = None, f"a call failed ({type(err).__name__}: {str(err).strip()[:300]})"
+            warnings.warn(f"inrgan: {_error}; using torch's kernels", RuntimeWarning, stacklevel=3)
+
+
+# What a failed call raises: a wrapper's check, or ctypes refusing the arguments.
+CALL_ERRORS = (ValueError, TypeError, OSError, ctypes.ArgumentError)
+
+
+def _check(name: str, **tensors: Tensor | None) -> None:
+    """Every operand an fp32 CPU tensor that is contiguous (the kernels read raw row-major memory)."""
+    for key, t in tensors.items():
+        if t is not None and not (t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()):
+            raise ValueError(f"{name}: {key} must be a contiguous float32 CPU tensor, got {t.dtype} on {t.device}"
+                             + ("" if t.is_contiguous() else ", not contiguous"))
+
+
 def unavailable_reason() -> str | None:
     """Why :func:`library` returned None (after it was called), or None."""
     return _error
@@ -143,6 +166,7 @@ def heads(lib: ctypes.CDLL, weight: Tensor, w: Tensor, bias: Tensor | None, gain
     """
     n, k = weight.shape
     w = w.contiguous()
+    _check("heads", weight=weight, w=w, bias=bias, out=out)
     if not (weight.is_contiguous() and out.is_contiguous() and out.shape == (w.shape[0], n) and w.shape[1] == k):
         raise ValueError(f"heads: weight {list(weight.shape)}, w {list(w.shape)}, out {list(out.shape)} "
                          f"(all contiguous) do not match")
@@ -176,6 +200,7 @@ def fmm_weight(lib: ctypes.CDLL, shared: Tensor, a: Tensor, b: Tensor, scale: fl
     if not 0 < split <= c_in:
         raise ValueError(f"fmm_weight: split {split} is outside 1..{c_in}")
     shared, a, b = shared.contiguous(), a.contiguous(), b.contiguous()
+    _check("fmm_weight", shared=shared, a=a, b=b)
     first = shared.new_empty(batch, c_out, split)
     second = shared.new_empty(batch, c_out, c_in - split) if split < c_in else None
     scratch = shared.new_empty(MOD_ROWS * c_in)

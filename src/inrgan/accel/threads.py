@@ -26,9 +26,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from ..models.layers import EqualLinear, equal_linear
 from . import native
-from .fmm import affine_styles_t
-from .layers import EqualLinear
 
 T = TypeVar("T")
 
@@ -145,12 +144,13 @@ class SharedStyles:
 
 
 def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> SharedStyles:
-    """Start computing every head's output [B, n] (as :func:`~.fmm.affine_styles`) on the pool's threads,
+    """Start computing every head's output [B, n] (``head(w)``) on the pool's threads,
     head after head, each head's rows in pieces that the threads take as they come free (every weight is
     read once for the whole batch); :meth:`SharedStyles.wait` follows their progress.
 
     With ``use_native`` the heads run through the C kernel of :mod:`.native` where it applies (fp32, no
-    autograd, the kernels built), writing straight into the outputs; otherwise through torch's product.
+    autograd, the kernels built), writing straight into the outputs; otherwise, or once a kernel call failed,
+    through :func:`~inrgan.models.layers.equal_linear` on the rows.
     """
     batch = heads[0][1].shape[0]
     out = [w.new_empty(batch, head.weight.shape[0]) for head, w in heads]
@@ -172,12 +172,10 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
                 if piece is None:
                     return
                 h, r0, r1 = piece
-                head, w = heads[h]
-                if inputs is not None:
-                    weight, x, bias = inputs[h]
-                    native.heads(lib, weight, x, bias, head.weight_gain, out[h], r0, r1)
-                else:
-                    out[h][:, r0:r1] = affine_styles_t(head, w, r0, r1).t()  # [r1 - r0, B] -> its columns
+                if inputs is None or not _native_rows(lib, heads[h][0], inputs[h], out[h], r0, r1):
+                    head, w = heads[h]
+                    bias = None if head.bias is None else head.bias[r0:r1]
+                    out[h][:, r0:r1] = equal_linear(w, head.weight[r0:r1], bias, head.weight_gain, head.bias_gain)
                 state._piece_done(h)
         except BaseException as err:
             state._failed(err)
@@ -185,6 +183,20 @@ def start_shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, u
 
     submit_on_pool(threads, work)
     return state
+
+
+def _native_rows(lib, head: EqualLinear, inputs: tuple[Tensor, Tensor, Tensor | None], out: Tensor, r0: int,
+                 r1: int) -> bool:
+    """Rows r0:r1 of a head by the C kernel; False (the kernels turned off, one warning) where the call failed."""
+    if native.library() is None:  # turned off by an earlier failure
+        return False
+    weight, x, bias = inputs
+    try:
+        native.heads(lib, weight, x, bias, head.weight_gain, out, r0, r1)
+    except native.CALL_ERRORS as err:
+        native.disable(err)
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=16)
@@ -200,7 +212,7 @@ def _pieces(shapes: tuple[tuple[int, int], ...]) -> tuple[tuple[tuple[int, int, 
 
 
 def shared_styles(heads: list[tuple[EqualLinear, Tensor]], threads: int, use_native: bool = False) -> list[Tensor]:
-    """Every head's output [B, n] (as :func:`~.fmm.affine_styles`), the rows shared out over the pool's threads
+    """Every head's output [B, n] (``head(w)``), the rows shared out over the pool's threads
     (:func:`start_shared_styles`, waited for)."""
     state = start_shared_styles(heads, threads, use_native)
     state.wait(len(heads))
