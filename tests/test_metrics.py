@@ -341,6 +341,26 @@ def test_evaluate_real_images_against_themselves(tmp_path):
     assert [json.loads(line)["metric"] for line in lines] == ["fid60", "kid60", "pr60", "fid60"]
 
 
+def test_a_registered_metric_is_parsed_and_evaluated_like_the_others(monkeypatch):
+    from inrgan.metrics import METRICS, Metric
+
+    def mean_distance(spec, real, fake, seed, num_real):
+        # the distance between the feature means: a metric written in three lines
+        value = float(np.linalg.norm(fake.mean(axis=0) - real["mu"]))
+        return value, {spec.name: value}, {"what": "|mean(fake) - mean(real)|"}
+
+    # (register_metric(Metric(...)) adds one for good; the test's entry is removed afterwards)
+    monkeypatch.setitem(METRICS, "meandist", Metric("meandist", mean_distance, needs_real_features=False))
+    assert parse_metric("meandist30").kind == "meandist"
+    real, fake = random_images(30, seed=1), random_images(30, seed=2)
+    extractor = CountingExtractor()
+    (record,) = evaluate(ReplayGenerator(fake), list(real), ["meandist30"], features=extractor, progress=False)
+    expected = np.linalg.norm(extractor(fake).double().numpy().mean(0) - extractor(real).double().numpy().mean(0))
+    assert record["value"] == pytest.approx(expected, rel=1e-5) and record["protocol"]["what"].startswith("|mean")
+    assert record["comparable_to_published"] is False  # the tiny extractor is not the standard one
+    assert sorted(METRICS) == ["fid", "kid", "meandist", "pr"]
+
+
 def test_evaluate_caches_real_statistics(tmp_path):
     real, fake = random_images(50, seed=1), random_images(40, seed=2)
     extractor = CountingExtractor()

@@ -242,3 +242,17 @@ def test_the_parameters_of_a_sample_group_are_those_samples():
                         w, m = w.materialize(), m.materialize()
                     assert torch.equal(m, w[1:3])
                 assert torch.equal(mine.bias, whole.bias if whole.bias.shape[0] == 1 else whole.bias[1:3])
+
+
+def test_the_split_render_sees_every_change_of_the_coordinate_constants(calls):
+    # The workers share the feature cache, compared with the embeddings once per call on the calling thread.
+    G = _generator("inr-gan", 64)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    with torch.inference_mode():
+        G.synthesis(ws)
+    with torch.no_grad():
+        G.synthesis.embeddings[1].const.mul_(-1.5)  # in place, as an optimizer step or the EMA
+        ref = _render(G, ws, fast=False)
+    with torch.inference_mode():
+        _close(G.synthesis(ws), ref)
+    assert calls == [(2, 2), (2, 2)]

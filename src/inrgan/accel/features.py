@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -92,17 +93,35 @@ class FeatureCache:
     """The coordinate features of the last set of cells of each level with a fixed basis, for inference.
 
     An entry is used again only for the same cells and the same embedding values: it keeps a copy of the
-    embedding's parameters and buffers (a few KiB to a few MiB) and compares them, so an optimizer step,
-    ``load_state_dict`` or ``.to()`` all invalidate it. It holds at most :data:`FEATURE_CACHE_BYTES` per
-    level; larger features are computed chunk by chunk instead.
+    embedding's parameters and buffers and compares them with the current ones (so an optimizer step,
+    ``load_state_dict`` or ``.to()`` all invalidate it), once per render call (:meth:`new_call`; a
+    sample-parallel render compares them on the calling thread while the workers run the affine heads,
+    :meth:`check`). It holds at most :data:`FEATURE_CACHE_BYTES` per level; larger features are computed
+    chunk by chunk instead.
     """
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[tuple, list[Tensor], Tensor]] = {}  # level -> (cells, values, features)
+        self._checked: set[int] = set()  # levels whose entry was compared in this call
         self._lock = threading.Lock()  # sample-parallel renders share the entries
 
     def __deepcopy__(self, memo) -> FeatureCache:
         return FeatureCache()  # a copied model (G_ema) starts with its own, empty cache
+
+    def new_call(self) -> None:
+        """A render call begins: the entries are compared with the embeddings again before their next use."""
+        with self._lock:
+            self._checked.clear()
+
+    def check(self, embeddings) -> None:
+        """Compare every entry with its embedding now (dropping those that changed), for this call."""
+        with self._lock:
+            for level, entry in list(self._entries.items()):
+                if level not in self._checked:
+                    if _same(entry[1], _values(embeddings[level])):
+                        self._checked.add(level)
+                    else:
+                        del self._entries[level]
 
     def get(self, level: int, embedding: CoordEmbedding, cells: tuple, ys: Tensor, xs: Tensor) -> Tensor | None:
         """:func:`channels_last` of the cells ``ys`` x ``xs`` (identified by ``cells``), kept for the next
@@ -111,18 +130,35 @@ class FeatureCache:
             raise RuntimeError("cached features are for inference with a fixed basis")
         if ys.numel() * xs.numel() * embedding.num_channels * 4 > FEATURE_CACHE_BYTES:
             return None
-        values = [t.detach() for t in (*embedding.parameters(), *embedding.buffers())]
         with self._lock:
             entry = self._entries.get(level)
-            if entry is not None and entry[0] == cells and _same(entry[1], values):
-                return entry[2]
+            values = None
+            if entry is not None and entry[0] == cells:
+                if level in self._checked or _same(entry[1], values := _values(embedding)):
+                    self._checked.add(level)
+                    return entry[2]
             self._entries.pop(level, None)  # never hold two
             features = channels_last(embedding, ys, xs)
+            values = _values(embedding) if values is None else values
             self._entries[level] = (cells, [v.clone() for v in values], features)
+            self._checked.add(level)
             return features
 
 
+def _values(embedding: CoordEmbedding) -> list[Tensor]:
+    return [t.detach() for t in (*embedding.parameters(), *embedding.buffers())]
+
+
 def _same(kept: list[Tensor], now: list[Tensor]) -> bool:
-    return len(kept) == len(now) and all(
-        a.device == b.device and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-        for a, b in zip(kept, now, strict=True))
+    """Equal devices, dtypes, shapes and values (numpy's comparison on the CPU: several times torch.equal's speed)."""
+    if len(kept) != len(now):
+        return False
+    for a, b in zip(kept, now, strict=True):
+        if a.device != b.device or a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        if a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64):
+            if not np.array_equal(a.numpy(), b.numpy()):
+                return False
+        elif not torch.equal(a, b):
+            return False
+    return True

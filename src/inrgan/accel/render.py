@@ -156,6 +156,8 @@ def render(synthesis: SynthesisNetwork, ws: Tensor, grid: RenderGrid, tile: int 
     if not options.fast or (torch.compiler.is_compiling() and torch.is_grad_enabled()):
         return SynthesisNetwork.forward(synthesis, ws, grid=grid, tile=tile)
     synthesis.check_ws(ws)
+    if cache is not None:
+        cache.new_call()
     n_threads = 0 if torch.is_grad_enabled() else sample_parallel_threads(synthesis, ws.shape[0], ws.device, grid,
                                                                           options)
     if n_threads:
@@ -179,6 +181,8 @@ def render_sample_parallel(synthesis: SynthesisNetwork, ws: Tensor, grid: Render
     per_w = ws.transpose(0, 1).contiguous()  # [num_ws, B, w_dim]: one copy for every head's w
     heads = [(spec.module.affine, per_w[spec.w_index]) for spec in synthesis.inr_layers()]
     shared = threads.start_shared_styles(heads, n_threads, options.native)  # [B, n] each, being filled
+    if cache is not None:  # while the heads run
+        cache.check(synthesis.embeddings)
     use_native = options.native and all(native.applies(head.weight, w) for head, w in heads)
     lib = native.library() if use_native else None
     params = prepare(synthesis, ws, shared.out, lib, lazy=True, wait=shared.wait)
@@ -195,7 +199,7 @@ def render_sample_parallel(synthesis: SynthesisNetwork, ws: Tensor, grid: Render
 
 def render_params(synthesis: SynthesisNetwork, params: INRParams, grid: RenderGrid, tile: int | None = None,
                   options: RenderOptions = DEFAULT) -> Tensor:
-    """Given INR parameters on ``grid``, like ``synthesis.render`` (in tiles where ``tile``)."""
+    """Given INR parameters on ``grid``, like ``synthesis.render`` (in tiles where ``tile``); no feature cache."""
     if not options.fast:
         return synthesis.render_tiled(grid, tile, lambda window: synthesis.render(params, window))
     blocks = from_params(synthesis, params)
