@@ -96,7 +96,9 @@ def test_choose_threads_precedence(monkeypatch):
     assert runtime.choose_threads(3, env={"OMP_NUM_THREADS": "1"}) == 3  # --threads first
     assert runtime.choose_threads(None, env={"OMP_NUM_THREADS": "1"}) is None  # then the environment
     monkeypatch.setattr(runtime, "usable_cpus", lambda: [0, 1, 2, 3])
-    monkeypatch.setattr(runtime, "busy_seconds", lambda cpus: None)  # unmeasurable: every CPU
+    # unmeasurable load: every CPU (LoadMeter binds busy_seconds as a default argument, so patching the
+    # module's function alone left the real meter running, and the test failed on a busy machine)
+    monkeypatch.setattr(runtime.LoadMeter, "others", lambda self: None)
     assert runtime.choose_threads(None, env={}, sample_s=0) == 4
     with pytest.raises(ValueError, match="--threads"):
         runtime.choose_threads(0, env={})
