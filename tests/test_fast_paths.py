@@ -277,6 +277,16 @@ def test_coordinate_feature_cache_is_bounded(monkeypatch):
                                      torch.zeros(2).double())
 
 
+def test_the_cache_sees_a_change_of_one_value_anywhere():
+    # values compared in pieces: a change in the first, a middle or the last element of a piece counts
+    big = torch.randn(3 * features.COMPARE_PIECE_BYTES // 4 + 5)
+    for i in (0, features.COMPARE_PIECE_BYTES // 4 - 1, features.COMPARE_PIECE_BYTES // 4, big.numel() - 1):
+        changed = big.clone()
+        changed[i] = torch.nextafter(changed[i], torch.tensor(float("inf")))
+        assert not features._same([big], [changed]) and features._same([big], [big.clone()])
+    assert not features._same([big], [big.double()]) and not features._same([big[:-1]], [big[1:]])
+
+
 def test_a_copied_model_has_its_own_feature_cache():
     import copy
 

@@ -181,12 +181,12 @@ def render_sample_parallel(synthesis: SynthesisNetwork, ws: Tensor, grid: Render
     per_w = ws.transpose(0, 1).contiguous()  # [num_ws, B, w_dim]: one copy for every head's w
     heads = [(spec.module.affine, per_w[spec.w_index]) for spec in synthesis.inr_layers()]
     shared = threads.start_shared_styles(heads, n_threads, options.native)  # [B, n] each, being filled
-    if cache is not None:  # while the heads run
-        cache.check(synthesis.embeddings)
     use_native = options.native and all(native.applies(head.weight, w) for head, w in heads)
     lib = native.library() if use_native else None
     params = prepare(synthesis, ws, shared.out, lib, lazy=True, wait=shared.wait)
     shared.wait(len(heads))
+    if cache is not None:  # once for the workers; after the heads, whose stream from memory it would slow
+        cache.check(synthesis.embeddings)
     groups = threads.sample_groups(ws.shape[0], n_threads)
 
     def work(t: int) -> Tensor:
