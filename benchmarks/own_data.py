@@ -10,8 +10,9 @@ thread each (OMP_NUM_THREADS=1), so two queues can run side by side on two cores
 that are done and continues the ones that stopped (`--resume` is exact), so it can be re-run at will.
 
 - **small:** a 1,000-image random subset of the training set (seed 0), 20 kimg, batch 16, the cpu-32
-  recipe with R1 gamma 1.0 (every queue), with --aug none, ada and diffaugment, seeds 0 and 1; FID2k against the full training set at
-  10 and 20 kimg (`inrgan metrics`, after each leg).
+  recipe with R1 gamma 1.0 (every queue), with --aug none, ada and diffaugment, seeds 0 and 1; FID2k
+  against the full training set every 10 kimg (`inrgan metrics`, after each leg). `--seeds 0 --kimg 40`
+  continues the seed-0 runs to 40 kimg.
 - **finetune:** the "Bag" class (6,000 images), 8 kimg, from scratch, from the shipped model's run
   (G and D), and from it with D's first 2 blocks frozen; FID2k against the bags every 2 kimg.
 - **cond:** the whole training set with its 10 labels, --cond, 30 kimg.
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED_RUN = REPO / "checkpoints" / "fashion-mnist-32"
 SMALL_SIZE = 1000
 FINETUNE_CLASS = 8  # "Bag"
-SMALL_KIMG, FINETUNE_KIMG, COND_KIMG = 20, 8, 30
+SMALL_KIMG, SMALL_LEG, FINETUNE_KIMG, COND_KIMG = 20, 10, 8, 30
 ARMS = ("none", "ada", "diffaugment")
 SEEDS = (0, 1)
 
@@ -72,14 +73,15 @@ def prepare(root: Path) -> None:
           f"({int((labels == FINETUNE_CLASS).sum())} images)")
 
 
-def _runs(root: Path, job: str) -> list[tuple[Path, float, list[str]]]:
+def _runs(root: Path, job: str, seeds: tuple[int, ...] = SEEDS, kimg: float | None = None
+          ) -> list[tuple[Path, float, list[str]]]:
     """(run directory, kimg, the options of a new run) for every run of a queue."""
     runs = []
     if job == "small":
-        for seed in SEEDS:
+        for seed in seeds:
             for aug in ARMS:
                 extra = ["--ada-kimg", "10"] if aug == "ada" else []
-                runs.append((root / "small" / f"{aug}-seed{seed}", SMALL_KIMG,
+                runs.append((root / "small" / f"{aug}-seed{seed}", kimg or SMALL_KIMG,
                              ["--data", str(root / "small-data"), "--aug", aug, *extra, "--seed", str(seed),
                               "--gamma", "1.0"]))
     elif job == "finetune":
@@ -114,7 +116,7 @@ def _log(root: Path, cmd: list[str]) -> None:
 
 def _small_fid(root: Path, run: Path, kimg: float, env: dict) -> None:
     """FID2k of a small-data run against the full training set (not its own 1,000 images)."""
-    out = run / f"fid2k-full-{kimg:g}kimg.json"
+    out = run / f"fid2k-full-{float(kimg):g}kimg.json"
     if out.is_file():
         return
     cmd = [*_inrgan(), "metrics", "--checkpoint", str(run), "--data", "fashion-mnist", "--metrics", "fid2k",
@@ -126,15 +128,15 @@ def _small_fid(root: Path, run: Path, kimg: float, env: dict) -> None:
     tmp.rename(out)
 
 
-def train(root: Path, job: str) -> None:
+def train(root: Path, job: str, seeds: tuple[int, ...] = SEEDS, kimg: float | None = None) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for run, kimg, options in _runs(root, job):
-        if job == "small":  # two legs, each measured against the full set
-            for leg in (kimg / 2, kimg):
-                _train_to(root, run, leg, options, env)
-                _small_fid(root, run, leg, env)
+    for run, run_kimg, options in _runs(root, job, seeds, kimg):
+        if job == "small":  # legs of SMALL_LEG kimg, each measured against the full set
+            for leg in np.arange(SMALL_LEG, run_kimg + 1e-6, SMALL_LEG):
+                _train_to(root, run, float(leg), options, env)
+                _small_fid(root, run, float(leg), env)
         else:
-            _train_to(root, run, kimg, options, env)
+            _train_to(root, run, run_kimg, options, env)
 
 
 def _train_to(root: Path, run: Path, kimg: float, options: list[str], env: dict) -> None:
@@ -156,13 +158,15 @@ def main() -> None:
     ap.add_argument("step", choices=("prepare", "train", "classify", "report"))
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--job", default="small")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="small: the training seeds")
+    ap.add_argument("--kimg", type=float, help=f"small: kimg of each run (default {SMALL_KIMG})")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "own-data")
     args = ap.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.step == "prepare":
         prepare(args.root)
     elif args.step == "train":
-        train(args.root, args.job)
+        train(args.root, args.job, tuple(args.seeds), args.kimg)
     elif args.step == "classify":
         from own_data_report import classify  # noqa: PLC0415 (the heavy half, written apart)
 

@@ -140,13 +140,16 @@ def _plot_finetune(root: Path, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = {"scratch": "from scratch", "init": "--init-from the shipped run (G, D)",
+             "init-freezed2": "the same, --freeze-d 2"}
     curves = {}
     fig, ax = plt.subplots(figsize=(5, 3))
     for run in sorted((root / "finetune").iterdir()):
         rows = [r for r in _jsonl(run / "metrics.jsonl") if r.get("metric") == "fid2k"]
         if rows:
             curves[run.name] = {str(r["kimg"]): r["value"] for r in rows}
-            ax.plot([r["kimg"] for r in rows], [r["value"] for r in rows], marker="o", label=run.name)
+            ax.plot([r["kimg"] for r in rows], [r["value"] for r in rows], marker="o",
+                    label=names.get(run.name, run.name))
     ax.set_xlabel("kimg")
     ax.set_ylabel("FID2k (effnet-lite0) against the bags")
     ax.set_title("Fine-tuning onto Fashion-MNIST's bags")
