@@ -29,6 +29,8 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     for name, value in data.items():
         if name == "levels":
             value = tuple(_from_dict(LevelConfig, v) for v in value)
+        elif name == "level" and value is not None:
+            value = _from_dict(LevelConfig, value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
@@ -92,8 +94,11 @@ class GeneratorConfig:
     superres: str = "dense"  # render above R: "dense" (all levels denser) or "upsample" (last level)
     final_tanh: bool = False
     class_names: tuple[str, ...] = ()  # a class-conditional model: one class per name (c_dim of them)
+    family: str = "inr-gan"  # the generator family (see FAMILY_CONFIGS); configs written before it are INR-GAN's
 
     def __post_init__(self) -> None:
+        if self.family != "inr-gan":
+            raise ConfigError(f"GeneratorConfig is the inr-gan family's config, got family {self.family!r}")
         if len(set(self.class_names)) != len(self.class_names):
             raise ConfigError(f"class_names must be distinct, got {self.class_names}")
         if not _is_pow2(self.resolution) or self.resolution < 4:
@@ -148,6 +153,137 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
         return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class _FamilyConfig:
+    """What every generator family other than INR-GAN shares with it: the mapping network, the output and
+    the coordinate frame ("center": box (-1, -1) to (1, 1), y down)."""
+
+    resolution: int = 32
+    img_channels: int = 3
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 2
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.995
+    class_names: tuple[str, ...] = ()
+    grid: str = "center"
+
+    families = ()  # the family names this config class takes
+
+    def __post_init__(self) -> None:
+        if self.family not in self.families:
+            raise ConfigError(f"{type(self).__name__}: family must be one of {self.families}, got {self.family!r}")
+        if not _is_pow2(self.resolution) or self.resolution < 4:
+            raise ConfigError(f"resolution must be a power of two >= 4, got {self.resolution}")
+        if self.img_channels not in (1, 3):
+            raise ConfigError(f"img_channels must be 1 or 3, got {self.img_channels}")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ConfigError(f"class_names must be distinct, got {self.class_names}")
+        if self.grid != "center":
+            raise ConfigError(f"grid must be 'center' for the {self.family} family, got {self.grid!r}")
+
+    @property
+    def c_dim(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class StyleGAN2Config(_FamilyConfig):
+    """StyleGAN2's generator (Karras et al. 2020): a learned constant 4x4 input, per block 3x3 modulated and
+    demodulated convolutions with noise inputs, 2x upsampling by a low-pass FIR filter, and skip ToRGBs.
+    It renders its training grid only."""
+
+    family: str = "stylegan2"
+    channel_base: int = 5120  # block channels = min(channel_base // block_res, channel_max)
+    channel_max: int = 160
+    fir_taps: tuple[int, ...] = (1, 3, 3, 1)  # the low-pass filter of the upsampling (outer product with itself)
+
+    families = ("stylegan2",)
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]
+
+    @property
+    def pixel_independent(self) -> bool:
+        return False  # 3x3 convolutions mix neighbouring pixels
+
+    def channels(self, block_res: int) -> int:
+        return min(self.channel_base // block_res, self.channel_max)
+
+
+@dataclass(frozen=True)
+class PixelINRConfig(_FamilyConfig):
+    """A single-scale per-pixel MLP (an INR) evaluated at every output pixel, whose per-sample parameters come
+    from w in one of three ways (the family):
+
+    - "latent-inr": shared weights, w concatenated to the coordinate input (the ablation's first rung);
+    - "hyper-inr": every layer's weight and bias generated from w by a linear hypernetwork head;
+    - "cips": StyleGAN2's modulation and demodulation of 1x1 layers (CIPS, Anokhin et al. 2021).
+
+    ``channels`` are the hidden layers' widths; a ToRGB follows every layer of ``torgb_layers`` (0-based)
+    and their outputs are summed (skip architecture).
+    """
+
+    family: str = "cips"
+    coords: str = "embedding"  # "raw": the (x, y) coordinates themselves; "embedding": the features of `level`
+    level: LevelConfig | None = None  # the coordinate embedding of coords="embedding" (at the training grid)
+    channels: tuple[int, ...] = (128,) * 8
+    torgb_layers: tuple[int, ...] = (1, 3, 5, 7)
+    const_padding: str = "border"
+
+    families = ("latent-inr", "hyper-inr", "cips")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.coords not in ("raw", "embedding"):
+            raise ConfigError(f"coords must be 'raw' or 'embedding', got {self.coords!r}")
+        if (self.coords == "embedding") != (self.level is not None):
+            raise ConfigError("coords='embedding' needs a level (LevelConfig); coords='raw' takes none")
+        if self.level is not None and self.level.predicted:
+            raise ConfigError("a predicted Fourier basis is INR-GAN's option, not this family's")
+        if not self.channels or min(self.channels) < 1:
+            raise ConfigError(f"channels must be positive widths, got {self.channels}")
+        n = len(self.channels)
+        if not self.torgb_layers or list(self.torgb_layers) != sorted(set(self.torgb_layers)) \
+                or not 0 <= self.torgb_layers[0] or self.torgb_layers[-1] != n - 1:
+            raise ConfigError(f"torgb_layers must be increasing layer indices ending with the last, {n - 1}; got "
+                              f"{self.torgb_layers}")
+        if self.const_padding not in ("border", "reflection"):
+            raise ConfigError(f"const_padding must be 'border' or 'reflection', got {self.const_padding!r}")
+
+    @property
+    def pixel_independent(self) -> bool:
+        return True
+
+    @property
+    def coord_channels(self) -> int:
+        return 2 if self.level is None else self.level.num_channels(self.resolution)
+
+
+AnyGeneratorConfig = GeneratorConfig | StyleGAN2Config | PixelINRConfig
+FAMILY_CONFIGS: dict[str, type] = {"inr-gan": GeneratorConfig, "stylegan2": StyleGAN2Config,
+                                   **{f: PixelINRConfig for f in PixelINRConfig.families}}
+
+
+def generator_config_from_dict(data: dict[str, Any]) -> AnyGeneratorConfig:
+    """The config of any generator family from plain data; one without a family (written before families
+    existed) is INR-GAN's."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"generator config: expected a JSON object, got {type(data).__name__}")
+    family = data.get("family", "inr-gan")
+    if family not in FAMILY_CONFIGS:
+        raise ConfigError(f"unknown generator family {family!r}; known families are {sorted(FAMILY_CONFIGS)}")
+    return FAMILY_CONFIGS[family].from_dict(data)
 
 
 @dataclass(frozen=True)
@@ -251,7 +387,7 @@ class TrainingConfig:
 class Preset:
     name: str
     description: str
-    G: GeneratorConfig
+    G: AnyGeneratorConfig
     D: DiscriminatorConfig
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
@@ -303,42 +439,108 @@ def _release(name: str, description: str, *, extra: bool, bilinear: bool):
     return build
 
 
+def _small_d(resolution: int, img_channels: int) -> DiscriminatorConfig:
+    return DiscriminatorConfig(resolution=resolution, img_channels=img_channels, channel_base=2048, channel_max=128)
+
+
+def _small_training(resolution: int) -> TrainingConfig:
+    # StyleGAN2-ADA's small-batch rule: EMA half-life batch * 10 / 32 kimg, gamma scaled to R^2.
+    return TrainingConfig(batch=16, ema_kimg=16 * 10 / 32, r1_gamma=0.0002 * resolution**2 / 16, tick_kimg=1.0,
+                          snapshot_ticks=5)
+
+
+def _small_g(resolution: int, img_channels: int, first_grid: int) -> GeneratorConfig:
+    grids = [2**i for i in range(int(math.log2(first_grid)), int(math.log2(resolution)) + 1)]
+    return GeneratorConfig(
+        resolution=resolution,
+        img_channels=img_channels,
+        z_dim=128,
+        w_dim=128,
+        channel_base=2048,
+        channel_max=128,
+        first_grid=first_grid,
+        fmm_rank=8,
+        levels=tuple(LevelConfig(log_diagonals=True, const=16) for _ in grids),
+        grid="center",
+    )
+
+
 def _small(name: str, default_res: int, description: str):
     def build(resolution: int = default_res, img_channels: int = 3) -> Preset:
-        first_grid = min(8, resolution)
-        grids = [2**i for i in range(int(math.log2(first_grid)), int(math.log2(resolution)) + 1)]
-        levels = tuple(LevelConfig(log_diagonals=True, const=16) for _ in grids)
-        g = GeneratorConfig(
-            resolution=resolution,
-            img_channels=img_channels,
-            z_dim=128,
-            w_dim=128,
-            channel_base=2048,
-            channel_max=128,
-            first_grid=first_grid,
-            fmm_rank=8,
-            levels=levels,
-            grid="center",
-        )
-        d = DiscriminatorConfig(
-            resolution=resolution, img_channels=img_channels, channel_base=2048, channel_max=128
-        )
-        # StyleGAN2-ADA's small-batch rule: EMA half-life batch * 10 / 32 kimg, gamma scaled to R^2.
-        t = TrainingConfig(
-            batch=16,
-            ema_kimg=16 * 10 / 32,
-            r1_gamma=0.0002 * resolution**2 / 16,
-            tick_kimg=1.0,
-            snapshot_ticks=5,
-        )
-        return Preset(name=name, description=description, G=g, D=d, training=t)
+        g = _small_g(resolution, img_channels, min(8, resolution))
+        return Preset(name=name, description=description, G=g, D=_small_d(resolution, img_channels),
+                      training=_small_training(resolution))
 
     return build
+
+
+# ----------------------------------------------------------------------------------------------
+# The baselines and the ablation ladder: other generators on cpu-32's discriminator and recipe
+# (docs/fidelity.md). The ladder's rungs keep cpu-32's INR layout (its layer widths and ToRGBs), each
+# adding one idea: 1 [coordinates, w] -> MLP; 2 the MLP's weights generated from w; 3 the coordinate
+# embedding of cpu-32's last level; 4 FMM instead of generated weights (INR-GAN at one scale);
+# 5 multi-scale, cpu-32 itself.
+
+
+def _small_layout(resolution: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """cpu-32's INR at one scale: the hidden widths (block 4 has one layer, later blocks two) and the layers a
+    ToRGB follows (every block's last), as ``SynthesisNetwork`` lays them out."""
+    g = _small_g(resolution, 1, resolution)
+    widths = [g.channels(4)] + [g.channels(r) for r in g.block_resolutions[1:] for _ in range(2)]
+    return tuple(widths), tuple(range(0, len(widths), 2))
+
+
+def _family(name: str, default_res: int, description: str, make_g):
+    def build(resolution: int = default_res, img_channels: int = 3) -> Preset:
+        return Preset(name=name, description=description, G=make_g(resolution, img_channels),
+                      D=_small_d(resolution, img_channels), training=_small_training(resolution))
+
+    return build
+
+
+def _ladder_g(family: str, fourier: bool):
+    def make(resolution: int, img_channels: int) -> PixelINRConfig:
+        channels, torgbs = _small_layout(resolution)
+        level = _small_g(resolution, img_channels, resolution).levels[0] if fourier else None
+        return PixelINRConfig(resolution=resolution, img_channels=img_channels, family=family,
+                              coords="embedding" if fourier else "raw", level=level, channels=channels,
+                              torgb_layers=torgbs)
+
+    return make
+
+
+def _cips_g(resolution: int, img_channels: int) -> PixelINRConfig:
+    # Learned Fourier features (64 frequencies: sin and cos) and a learned 128-channel constant embedding of
+    # the training grid, 8 modulated 1x1 layers of 256 channels, a ToRGB after every second layer.
+    return PixelINRConfig(resolution=resolution, img_channels=img_channels, family="cips", coords="embedding",
+                          level=LevelConfig(log_basis=False, learned=64, const=128), channels=(256,) * 8,
+                          torgb_layers=(1, 3, 5, 7))
+
+
+def _stylegan2_g(resolution: int, img_channels: int) -> StyleGAN2Config:
+    # 160 channels at every block: about as many parameters as cpu-32's generator (docs/fidelity.md).
+    return StyleGAN2Config(resolution=resolution, img_channels=img_channels)
+
+
+def _fmm_one_scale_g(resolution: int, img_channels: int) -> GeneratorConfig:
+    return _small_g(resolution, img_channels, resolution)
 
 
 PRESETS = {
     "cpu-32": _small("cpu-32", 32, "small INR-GAN that trains on a 2-core CPU at 32x32 (default)"),
     "cpu-64": _small("cpu-64", 64, "small INR-GAN that trains on a CPU at 64x64"),
+    "stylegan2": _family("stylegan2", 32, "StyleGAN2 baseline of about cpu-32's size (renders its own grid only)",
+                         _stylegan2_g),
+    "cips": _family("cips", 32, "CIPS baseline: full-resolution modulated 1x1 layers on Fourier features and "
+                    "a learned constant embedding", _cips_g),
+    "ladder-1-latent-mlp": _family("ladder-1-latent-mlp", 32, "ablation rung 1: an MLP on [coordinates, w] "
+                                   "(latent-conditioned INR)", _ladder_g("latent-inr", fourier=False)),
+    "ladder-2-hypernet": _family("ladder-2-hypernet", 32, "ablation rung 2: + hypernetwork (the INR's weights "
+                                 "generated from w)", _ladder_g("hyper-inr", fourier=False)),
+    "ladder-3-fourier": _family("ladder-3-fourier", 32, "ablation rung 3: + Fourier coordinate embeddings",
+                                _ladder_g("hyper-inr", fourier=True)),
+    "ladder-4-fmm": _family("ladder-4-fmm", 32, "ablation rung 4: + FMM (INR-GAN at one scale; rung 5, "
+                            "+ multi-scale, is cpu-32)", _fmm_one_scale_g),
     "inr-gan": _release(
         "inr-gan", "the released 256x256 architecture (bedroom/FFHQ, extra layers)", extra=True, bilinear=False
     ),

@@ -29,9 +29,12 @@ def command(checkpoint: str, num: int, paths: int, data: str, as_json: bool, thr
     G = load_generator(checkpoint)
     if G.c_dim:
         raise click.ClickException("inrgan probe measures unconditional models")
-    result = {"geometric_prior_r2": geometric_prior(G, num)}
+    result = {"family": G.cfg.family, "geometric_prior_r2": geometric_prior(G, num)}
+    spaces = ("z", "w", "inr") if G.has_inr else ("z", "w")
+    if not G.has_inr:
+        result["skipped"] = {"inr": f"the {G.cfg.family} generator makes no INR parameters to interpolate"}
     if paths:
-        result.update(_interpolation(G, paths, data))
+        result.update(_interpolation(G, paths, data, spaces))
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return
@@ -40,12 +43,14 @@ def command(checkpoint: str, num: int, paths: int, data: str, as_json: bool, thr
     for a in ATTRIBUTES:
         click.echo(f"  {a:16s} {result['geometric_prior_r2']['z'][a]:8.3f} {result['geometric_prior_r2']['w'][a]:8.3f}")
     if paths:
-        for space in ("z", "w", "inr"):
+        for space in spaces:
             click.echo(f"path in {space:3s}: perceptual path length {result['path_length'][space]:.2f}, midpoints in the "
                        f"real manifold {result['midpoint_acceptance'][space]:.1%}")
+    for space, why in result.get("skipped", {}).items():
+        click.echo(f"path in {space:3s}: skipped, {why}")
 
 
-def _interpolation(G, paths: int, data: str) -> dict:
+def _interpolation(G, paths: int, data: str, spaces: tuple[str, ...]) -> dict:
     import torch
 
     from ..data import DatasetError, open_dataset
@@ -62,5 +67,5 @@ def _interpolation(G, paths: int, data: str) -> dict:
     idx = real_subset(max(paths, 1000), len(dataset))
     with torch.inference_mode():
         real = embed(extractor, real_batches(dataset, idx, 100), -(-len(idx) // 100), "reals", progress=False)
-    return {"path_length": path_lengths(G, build_perceptual(), paths),
-            "midpoint_acceptance": midpoint_acceptance(G, extractor, real, paths)}
+    return {"path_length": path_lengths(G, build_perceptual(), paths, spaces=spaces),
+            "midpoint_acceptance": midpoint_acceptance(G, extractor, real, paths, spaces=spaces)}

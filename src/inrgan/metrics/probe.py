@@ -92,6 +92,8 @@ def render_path(G, a: Tensor, b: Tensor, t: Tensor, space: str) -> Tensor:
         return G.synthesis(w0.lerp(w1, t[:, :, None]))
     if space != "inr":
         raise ValueError(f"unknown space {space!r}; choose z, w or inr")
+    if not G.has_inr:
+        raise ValueError(f"the {G.cfg.family} generator makes no INR parameters: paths in z and w only")
     p0, p1 = inr_parameters(G.synthesis, w0), inr_parameters(G.synthesis, w1)
     return render_inr(G.synthesis, {k: p0[k] + (p1[k] - p0[k]) * t.reshape(-1, *([1] * (p0[k].ndim - 1)))
                                     for k in p0})

@@ -27,6 +27,10 @@ from .layers import EqualLinear
 BBox = tuple[float, float, float, float]  # (x0, y0, x1, y1): coordinates of the top-left and bottom-right
 
 
+class GridError(ValueError):
+    """A grid, box, window or tile that this generator cannot render (StyleGAN2 renders its training grid only)."""
+
+
 def default_bbox(frame: str) -> BBox:
     return (-1.0, -1.0, 1.0, 1.0) if frame == "center" else (-1.0, 1.0, 1.0, -1.0)
 

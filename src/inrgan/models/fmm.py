@@ -26,6 +26,21 @@ def fmm_factors(styles: Tensor, c_out: int, c_in: int, rank: int) -> tuple[Tenso
     return styles[:, : c_out * rank].reshape(batch, c_out, rank), styles[:, c_out * rank :].reshape(batch, rank, c_in)
 
 
+def modulate(weight: Tensor, styles: Tensor) -> Tensor:
+    """StyleGAN2's modulation: every input channel of the weight scaled by the sample's style.
+
+    weight [c_out, c_in, *kernel], styles [B, c_in] -> [B, c_out, c_in, *kernel].
+    """
+    batch, c_in = styles.shape
+    return weight.unsqueeze(0) * styles.reshape(batch, 1, c_in, *([1] * (weight.ndim - 2)))
+
+
+def demodulated(w: Tensor, inplace: bool = False) -> Tensor:
+    """Every output row of per-sample weights [B, c_out, ...] divided by its L2 norm (+ 1e-8)."""
+    d = torch.linalg.vector_norm(w, dim=tuple(range(2, w.ndim)), keepdim=True) + DEMOD_EPS  # [B, c_out, 1...]
+    return w.div_(d) if inplace else w / d
+
+
 def fmm_weight(
     weight: Tensor,
     styles: Tensor,
@@ -60,10 +75,7 @@ def fmm_weight(
         w = weight * (1.0 + torch.tanh(m / math.sqrt(rank)))
     else:
         raise ValueError(f"unknown FMM modulation {modulation!r}")
-    if demodulate:
-        d = torch.linalg.vector_norm(w, dim=2, keepdim=True) + DEMOD_EPS  # [B, c_out, 1]
-        w = w.div_(d) if inplace else w / d
-    return w
+    return demodulated(w, inplace) if demodulate else w
 
 
 def fmm_linear(x: Tensor, w: Tensor) -> Tensor:
@@ -153,6 +165,7 @@ class ToRGB(nn.Module):
 
     def __init__(self, in_channels: int, img_channels: int, w_dim: int) -> None:
         super().__init__()
+        self.in_channels, self.out_channels = in_channels, img_channels
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(img_channels, in_channels))
         self.bias = nn.Parameter(torch.zeros(img_channels))
@@ -162,7 +175,7 @@ class ToRGB(nn.Module):
         """The ToRGB of a sample's INR from w [B, w_dim] (or its affine head's output ``styles``): weight
         [B, img_channels, C] and bias [1, img_channels]."""
         styles = (self.affine(w) if styles is None else styles) * self.weight_gain  # [B, C]
-        return self.weight.unsqueeze(0) * styles.unsqueeze(1), self.bias.unsqueeze(0)
+        return modulate(self.weight, styles), self.bias.unsqueeze(0)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         # x: [B, C, H, W], w: [B, w_dim] -> [B, img_channels, H, W]

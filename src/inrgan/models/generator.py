@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import GeneratorConfig
+from ..config import AnyGeneratorConfig, ConfigError, generator_config_from_dict
 from ..io import CheckpointError, atomic_write_bytes, atomic_write_text
 from .mapping import MappingNetwork
+from .pixel_inr import PixelINRSynthesis
+from .stylegan2 import StyleGAN2Synthesis
 from .synthesis import SynthesisNetwork
 
 EXPORT_FORMAT = "inrgan-generator"
@@ -33,10 +35,16 @@ class Generator(nn.Module):
         img = G(torch.randn(4, G.z_dim), truncation_psi=0.7, height=96, width=128)
     """
 
-    synthesis_class: type[SynthesisNetwork] = SynthesisNetwork
+    synthesis_class: type[nn.Module] = SynthesisNetwork
+    families: tuple[str, ...] = ("inr-gan",)  # the generator families (config.FAMILY_CONFIGS) this class builds
+    renders_any_grid = True  # any size, box, window and tile; StyleGAN2 renders its training grid only
+    has_inr = True  # the synthesis network makes a sample's INR parameters (inr_parameters, render)
 
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    def __init__(self, cfg: AnyGeneratorConfig) -> None:
         super().__init__()
+        if cfg.family not in self.families:
+            raise ConfigError(f"{type(self).__name__} builds the {', '.join(self.families)} family, not "
+                              f"{cfg.family!r}: use {type(self).__name__}.build(cfg)")
         self.cfg = cfg
         self.z_dim, self.w_dim, self.img_channels = cfg.z_dim, cfg.w_dim, cfg.img_channels
         self.resolution = cfg.resolution
@@ -74,6 +82,17 @@ class Generator(nn.Module):
         return self.synthesis(ws, height=height, width=width, bbox=bbox, tile=tile, **render)
 
     @classmethod
+    def for_config(cls, cfg: AnyGeneratorConfig) -> type[Generator]:
+        """The class that builds ``cfg``: this one where it takes cfg's family (``inrgan.Generator`` renders
+        INR-GAN fast), the family's own otherwise."""
+        return cls if cfg.family in cls.families else FAMILY_GENERATORS[cfg.family]
+
+    @classmethod
+    def build(cls, cfg: AnyGeneratorConfig) -> Generator:
+        """The generator of any family's config (:meth:`for_config`)."""
+        return cls.for_config(cfg)(cfg)
+
+    @classmethod
     def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Generator:
         """Load an export directory (config.json + model.safetensors), a training run directory, or a shipped
         model by name (``"fashion-mnist-32"``, see ``inrgan.pretrained``)."""
@@ -90,7 +109,7 @@ class Generator(nn.Module):
 
             raise FileNotFoundError(f"{path}: not a generator export (needs {CONFIG_NAME} and {WEIGHTS_NAME}), "
                                     f"a run directory with export/, nor a shipped model ({', '.join(SHIPPED)})")
-        G = cls(_read_export_config(cfg_path))
+        G = cls.build(_read_export_config(cfg_path))
         try:
             state = load_file(str(weights_path), device=str(map_location))
         except Exception as e:  # safetensors' own error types: a torn or foreign file
@@ -118,7 +137,27 @@ class Generator(nn.Module):
         return path
 
 
-def _read_export_config(cfg_path: Path) -> GeneratorConfig:
+class StyleGAN2Generator(Generator):
+    """StyleGAN2's generator (models/stylegan2.py) on the same mapping network; its training grid only."""
+
+    synthesis_class = StyleGAN2Synthesis
+    families = ("stylegan2",)
+    renders_any_grid = False
+    has_inr = False
+
+
+class PixelINRGenerator(Generator):
+    """A single-scale per-pixel INR (models/pixel_inr.py): the ablation ladder's first rungs and CIPS."""
+
+    synthesis_class = PixelINRSynthesis
+    families = ("latent-inr", "hyper-inr", "cips")
+
+
+FAMILY_GENERATORS: dict[str, type[Generator]] = {
+    "inr-gan": Generator, "stylegan2": StyleGAN2Generator, **{f: PixelINRGenerator for f in PixelINRGenerator.families}}
+
+
+def _read_export_config(cfg_path: Path) -> AnyGeneratorConfig:
     """The generator config of an export's config.json, or a CheckpointError naming the file."""
     try:
         meta = json.loads(cfg_path.read_text())
@@ -128,7 +167,7 @@ def _read_export_config(cfg_path: Path) -> GeneratorConfig:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{cfg_path}: format {found!r} is not {EXPORT_FORMAT!r}")
     try:
-        return GeneratorConfig.from_dict(meta["config"])
+        return generator_config_from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path}: not a generator config ({e})") from e
 

@@ -116,6 +116,53 @@ def evaluate_level(layers: list[INRLayerSpec], params: INRParams, x: Tensor, img
     return x, img
 
 
+def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
+    if ws.ndim != 3 or ws.shape[1:] != (num_ws, w_dim):
+        raise ValueError(f"ws must have shape [B, {num_ws}, {w_dim}], got {list(ws.shape)}")
+
+
+def make_grid(cfg, height: int | None = None, width: int | None = None, bbox=None) -> RenderGrid:
+    """The ``height x width`` grid over ``bbox`` in the frame of ``cfg`` (default: its training grid and box)."""
+    height = cfg.resolution if height is None else int(height)
+    width = cfg.resolution if width is None else int(width)
+    bbox = default_bbox(cfg.grid) if bbox is None else tuple(float(v) for v in bbox)
+    if len(bbox) != 4:
+        raise ValueError(f"bbox must be (x0, y0, x1, y1), got {bbox}")
+    return RenderGrid(height, width, bbox, cfg.grid)
+
+
+def render_tiled(grid: RenderGrid, tile: int | None, render_window: Callable[[RenderGrid], Tensor],
+                 pixel_independent: bool) -> Tensor:
+    """``render_window(grid)`` [B, C, H, W], or assembled from ``tile`` x ``tile`` windows of the grid.
+
+    With autograd on, each tile is checkpointed: its activations are dropped after its forward and
+    recomputed, one tile at a time, by the backward pass. Memory then stays bounded by one tile's
+    working set whether or not the render is differentiated (at the price of a second forward per
+    tile in the backward pass).
+    """
+    if tile is None:
+        return render_window(grid)
+    if tile < 1:
+        raise ValueError(f"tile must be positive, got {tile}")
+    if not pixel_independent:
+        raise ValueError("tiled rendering needs pixel-independent models (nearest upsampling, no spatial "
+                         "std normalisation); render the -bil variant whole")
+    recompute = torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    out = None
+    for r0 in range(0, grid.height, tile):
+        for c0 in range(0, grid.width, tile):
+            r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
+            window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
+            if recompute:  # the render draws no random numbers: no RNG state to keep
+                part = checkpoint(render_window, window, use_reentrant=False, preserve_rng_state=False)
+            else:
+                part = render_window(window)
+            if out is None:
+                out = part.new_empty(part.shape[0], part.shape[1], grid.height, grid.width)
+            out[:, :, r0:r1, c0:c1] = part
+    return out
+
+
 class SynthesisNetwork(nn.Module):
     """ws [B, num_ws, w_dim] -> image [B, img_channels, H, W] for any grid of output pixels."""
 
@@ -162,8 +209,7 @@ class SynthesisNetwork(nn.Module):
         return specs
 
     def check_ws(self, ws: Tensor) -> None:
-        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.cfg.w_dim):
-            raise ValueError(f"ws must have shape [B, {self.num_ws}, {self.cfg.w_dim}], got {list(ws.shape)}")
+        check_ws(ws, self.num_ws, self.cfg.w_dim)
 
     def inr_parameters(self, ws: Tensor) -> INRParams:
         """The per-sample INR parameters that ``ws`` [B, num_ws, w_dim] generate (see :data:`INRParams`)."""
@@ -211,13 +257,7 @@ class SynthesisNetwork(nn.Module):
         return cells
 
     def make_grid(self, height: int | None = None, width: int | None = None, bbox=None) -> RenderGrid:
-        cfg = self.cfg
-        height = cfg.resolution if height is None else int(height)
-        width = cfg.resolution if width is None else int(width)
-        bbox = default_bbox(cfg.grid) if bbox is None else tuple(float(v) for v in bbox)
-        if len(bbox) != 4:
-            raise ValueError(f"bbox must be (x0, y0, x1, y1), got {bbox}")
-        return RenderGrid(height, width, bbox, cfg.grid)
+        return make_grid(self.cfg, height, width, bbox)
 
     def check_window(self, grid: RenderGrid) -> None:
         if self.cfg.upsampling == "bilinear" and (grid.rows is not None or grid.cols is not None):
@@ -277,34 +317,8 @@ class SynthesisNetwork(nn.Module):
         return torch.tanh(img) if self.cfg.final_tanh else img
 
     def render_tiled(self, grid: RenderGrid, tile: int | None, render_window: Callable[[RenderGrid], Tensor]) -> Tensor:
-        """``render_window(grid)`` [B, C, H, W], or assembled from ``tile`` x ``tile`` windows of the grid.
-
-        With autograd on, each tile is checkpointed: its activations are dropped after its forward and
-        recomputed, one tile at a time, by the backward pass. Memory then stays bounded by one tile's
-        working set whether or not the render is differentiated (at the price of a second forward per
-        tile in the backward pass).
-        """
-        if tile is None:
-            return render_window(grid)
-        if tile < 1:
-            raise ValueError(f"tile must be positive, got {tile}")
-        if not self.cfg.pixel_independent:
-            raise ValueError("tiled rendering needs pixel-independent models (nearest upsampling, no spatial "
-                             "std normalisation); render the -bil variant whole")
-        recompute = torch.is_grad_enabled() and not torch.compiler.is_compiling()
-        out = None
-        for r0 in range(0, grid.height, tile):
-            for c0 in range(0, grid.width, tile):
-                r1, c1 = min(r0 + tile, grid.height), min(c0 + tile, grid.width)
-                window = RenderGrid(grid.height, grid.width, grid.bbox, grid.frame, (r0, r1), (c0, c1))
-                if recompute:  # the render draws no random numbers: no RNG state to keep
-                    part = checkpoint(render_window, window, use_reentrant=False, preserve_rng_state=False)
-                else:
-                    part = render_window(window)
-                if out is None:
-                    out = part.new_empty(part.shape[0], part.shape[1], grid.height, grid.width)
-                out[:, :, r0:r1, c0:c1] = part
-        return out
+        """``render_window(grid)``, or assembled from ``tile`` x ``tile`` windows (:func:`render_tiled`)."""
+        return render_tiled(grid, tile, render_window, self.cfg.pixel_independent)
 
     def extra_repr(self) -> str:
         return f"resolution={self.cfg.resolution}, num_ws={self.num_ws}, levels={self.cfg.grid_resolutions}"

@@ -35,7 +35,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..accel import Generator
-from ..config import ConfigError, DiscriminatorConfig, GeneratorConfig, TrainingConfig, get_preset
+from ..config import (
+    AnyGeneratorConfig,
+    ConfigError,
+    DiscriminatorConfig,
+    TrainingConfig,
+    generator_config_from_dict,
+    get_preset,
+)
 from ..io import CheckpointError, atomic_write_text
 from ..models import Discriminator
 from ..models.discriminator import mbstd_micro_batches
@@ -323,7 +330,7 @@ def _set_rng_state(rng: torch.Generator, state: dict[str, Any]) -> None:
 class Run:
     """Everything a run needs, resolved from a preset or from a run directory to resume."""
 
-    G_cfg: GeneratorConfig
+    G_cfg: AnyGeneratorConfig
     D_cfg: DiscriminatorConfig
     t: TrainingConfig
     options: RunOptions
@@ -390,7 +397,7 @@ def plan_run(
         if getattr(options, key) is None:
             setattr(options, key, saved_options[key])
     try:
-        G_cfg, D_cfg = GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
+        G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
     except (TypeError, ConfigError) as e:
         raise CheckpointError(f"{resume / STATE_NAME}: its configs are not readable ({e})") from e
     return Run(G_cfg, D_cfg, fitted(G_cfg, replace(t, **overrides)), options, state)
@@ -424,7 +431,7 @@ def _plan_fine_tuning(options: RunOptions, overrides: dict[str, Any]) -> Run:
     source = resolve_checkpoint(options.init_from)
     if (source / STATE_NAME).is_file():  # a run directory: G, D, G_ema and the recipe
         state = load_training_state(source / STATE_NAME)
-        G_cfg, D_cfg = GeneratorConfig.from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
+        G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
         t = _recipe(source, state)[0]
         weights = {k: state[k] for k in ("G", "D", "G_ema")}
     else:  # an export: G_ema for G and G_ema, a new D, the default recipe
@@ -440,7 +447,7 @@ def _plan_fine_tuning(options: RunOptions, overrides: dict[str, Any]) -> Run:
     return Run(G_cfg, D_cfg, fitted(G_cfg, replace(t, **overrides)), options, init_weights=weights)
 
 
-def fitted(G_cfg: GeneratorConfig, t: TrainingConfig) -> TrainingConfig:
+def fitted(G_cfg: AnyGeneratorConfig, t: TrainingConfig) -> TrainingConfig:
     """``t``, once it is checked against the generator it trains (ConfigError otherwise)."""
     if t.g_tile is not None and not G_cfg.pixel_independent:
         raise ConfigError("g_tile (--g-tile) needs a pixel-independent generator (nearest upsampling, no spatial std "
@@ -539,7 +546,7 @@ class Trainer:
         self.options, self.dist, self.log = options, dist, log
         self.t, device = run.t, dist.device
         torch.manual_seed(self.t.seed)
-        self.G = Generator(run.G_cfg).to(device).train()
+        self.G = Generator.build(run.G_cfg).to(device).train()
         self.D = Discriminator(run.D_cfg).to(device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.G_opt, self.D_opt = make_optimizers(self.G, self.D, self.t)
