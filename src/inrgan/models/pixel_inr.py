@@ -144,7 +144,7 @@ class PixelINRSynthesis(nn.Module):
         if self.embedding is not None:
             return self.embedding(ys, xs)
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        return torch.stack([xx, yy]).float().unsqueeze(0)  # [1, 2, rows, cols]: x, then y
+        return torch.stack([xx, yy]).unsqueeze(0)  # [1, 2, rows, cols] float64 (cast to the model's dtype): x, y
 
     def render(self, params: INRParams, grid: RenderGrid) -> Tensor:
         """The INR ``params`` evaluated at the window's pixels: [B, img_channels, rows, cols]."""
