@@ -35,27 +35,16 @@ import os
 import shlex
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from own_data import _done_kimg, _inrgan, _log  # the run bookkeeping of issue 18's queue
+
 PRESETS = ("ladder-1-latent-mlp", "ladder-2-hypernet", "ladder-3-fourier", "ladder-4-fmm", "cpu-32", "cips",
            "stylegan2")
 SEEDS = (0, 1)
 LEGS = (10.0, 20.0, 40.0)  # kimg: every run is evaluated after each leg
 METRICS = "fid10k,kid10k,pr10k"
 PROBED = ("cpu-32", "stylegan2")
-
-
-def _inrgan() -> list[str]:
-    return [sys.executable, "-m", "inrgan"]
-
-
-def _log(root: Path, cmd: list[str]) -> None:
-    line = "OMP_NUM_THREADS=1 inrgan " + shlex.join(cmd[3:])
-    print(line, flush=True)
-    with open(root / "commands.txt", "a") as f:
-        f.write(line + "\n")
 
 
 def _env() -> dict[str, str]:
@@ -81,14 +70,6 @@ def _capture(root: Path, cmd: list[str], out: Path) -> None:
     """Run a command on one thread and keep its standard output."""
     _log(root, cmd)
     _write(out, subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True).stdout)
-
-
-def _done_kimg(run: Path) -> float:
-    stats = run / "stats.jsonl"
-    if not (run / "state.pt").is_file() or not stats.is_file():
-        return -1.0
-    lines = stats.read_text().splitlines()
-    return json.loads(lines[-1])["kimg"] if lines else -1.0
 
 
 def train(root: Path, presets: list[str], seeds: list[int]) -> None:
