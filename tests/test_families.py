@@ -229,6 +229,10 @@ def test_a_few_training_steps_from_the_cli_resume_and_generate(name, noise_folde
     r = _cli("generate", "--checkpoint", out, "--seeds", "0-1", "--out", tmp_path / "gen", "--scale", 2)
     if name == "stylegan2":
         assert r.exit_code != 0 and "training grid only" in r.output and "Traceback" not in r.output
+        r = _cli("interpolate", "--checkpoint", out, "--space", "inr", "--out", tmp_path / "interp")
+        assert r.exit_code != 0 and "no INR parameters" in r.output
+        r = _cli("serve", "--checkpoint", out)
+        assert r.exit_code != 0 and "training grid only" in r.output
         r = _cli("probe", "--checkpoint", out, "--num", 20, "--paths", 0, "--json", "--threads", 1)
         result = json.loads(r.output)
         assert set(result["geometric_prior_r2"]) == {"z", "w"} and "inr" in result["skipped"]

@@ -145,14 +145,18 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def _setup(spec: BenchSpec):
-    from .config import get_preset
+    from .config import ConfigError, get_preset
 
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
     device = torch.device(spec.device)  # checked by BenchSpec
     amp = AMP_DTYPES[spec.amp]
     torch.manual_seed(spec.seed)
-    return device, amp, get_preset(spec.preset, spec.resolution)
+    preset = get_preset(spec.preset, spec.resolution)
+    if preset.G.family != "inr-gan":
+        raise ConfigError(f"inrgan bench measures the inr-gan family (its fast paths and layers); {spec.preset} is "
+                          f"{preset.G.family}'s: `python benchmarks/ladder.py speed` times every family side by side")
+    return device, amp, preset
 
 
 def _autocast(device: torch.device, amp: torch.dtype | None):

@@ -209,6 +209,13 @@ class StyleGAN2Config(_FamilyConfig):
 
     families = ("stylegan2",)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.channel_base < 1 or self.channel_max < 1:
+            raise ConfigError("channel_base and channel_max must be positive")
+        if len(self.fir_taps) < 2 or len(self.fir_taps) % 2 or min(self.fir_taps) <= 0:
+            raise ConfigError(f"fir_taps must be an even number (>= 2) of positive taps, got {self.fir_taps}")
+
     @property
     def block_resolutions(self) -> list[int]:
         return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]

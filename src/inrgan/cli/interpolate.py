@@ -62,6 +62,9 @@ def command(checkpoint, seeds, space, out, steps, frames, gif, mp4, fps, loop, t
     from ..models.generator import seed_latents
 
     G = load_generator(checkpoint, device)
+    if "inr" in spaces and not G.has_inr:
+        raise click.BadParameter(f"the {G.cfg.family} generator makes no INR parameters: interpolate in z or w",
+                                 param_hint="--space")
     zs = list(seed_latents(keys, G.z_dim, device))  # [z_dim] each
     render = dict(truncation_psi=truncation_psi, height=height, width=width, bbox=parse_bbox(bbox), tile=tile)
     pairs = list(zip(zs, zs[1:] + (zs[:1] if loop else []), strict=False))

@@ -21,6 +21,9 @@ def command(checkpoint: str, host: str, port: int, device: str, threads: int | N
 
     set_threads(threads)
     G = load_generator(checkpoint, device)
+    if not G.renders_any_grid:
+        raise click.ClickException(f"the viewer zooms and pans: the {G.cfg.family} generator renders its training "
+                                   f"grid only")
     app = create_app(G)
     click.echo(f"inrgan viewer of {checkpoint}: http://{host}:{port}/  (Ctrl-C stops it)")
     app.run(host=host, port=port, threaded=True, debug=False, use_reloader=False)

@@ -63,6 +63,8 @@ def inr_parameters(synthesis: SynthesisNetwork, ws: Tensor) -> INRParams:
     """The per-sample INR parameters that ``ws`` [B, num_ws, w_dim] generate (``synthesis.inr_parameters``):
     ``blocks.{i}.{layer}.weight`` [B, c_out, c_in] and ``.bias`` [B, c_out] for every FMM layer and ToRGB, and
     ``embeddings.{l}.basis`` [B, n, 3] for a predicted Fourier basis."""
+    if not hasattr(synthesis, "inr_parameters"):
+        raise ValueError(f"the {synthesis.cfg.family} generator makes no INR parameters: interpolate in z or w")
     return synthesis.inr_parameters(ws)
 
 

@@ -451,7 +451,7 @@ def fitted(G_cfg: AnyGeneratorConfig, t: TrainingConfig) -> TrainingConfig:
     """``t``, once it is checked against the generator it trains (ConfigError otherwise)."""
     if t.g_tile is not None and not G_cfg.pixel_independent:
         raise ConfigError("g_tile (--g-tile) needs a pixel-independent generator (nearest upsampling, no spatial std "
-                          "normalisation); the -bil variants train on whole images")
+                          "normalisation); the -bil variants and stylegan2 train on whole images")
     return t
 
 
