@@ -7,6 +7,7 @@ when it is run, so ``inrgan --help`` starts instantly.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -35,6 +36,15 @@ class LazyGroup(click.Group):
     def main(self, *args, **kwargs):
         runtime.prepare()  # before any subcommand imports torch
         return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ValueError as e:  # a render the generator cannot make (StyleGAN2 off its grid): a clean error
+            coords = sys.modules.get("inrgan.models.coords")  # loaded wherever one was raised; no torch import here
+            if coords is not None and isinstance(e, coords.GridError):
+                raise click.ClickException(str(e)) from None
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)

@@ -83,7 +83,6 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
     """Write one PNG per seed and a grid."""
     import numpy as np
 
-    from ..models.coords import GridError
     from ..rendering.images import make_grid, save_png, to_uint8
 
     set_threads(threads)
@@ -101,10 +100,7 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
     step = batch if tile else max(1, min(batch, MAX_BATCH_PIXELS // (H * W)))  # large renders: fewer at once
     for i in range(0, len(seed_list), step):
         group = seed_list[i:i + step]
-        try:
-            imgs = render_seeds(G, group, truncation_psi, device, cls, height=H, width=W, bbox=box, tile=tile)
-        except GridError as e:
-            raise click.ClickException(str(e)) from None
+        imgs = render_seeds(G, group, truncation_psi, device, cls, height=H, width=W, bbox=box, tile=tile)
         for seed, img, arr in zip(group, imgs, to_uint8(imgs), strict=True):
             frames.append(arr)
             save_png(arr, out_dir / f"seed{seed:04d}.png")

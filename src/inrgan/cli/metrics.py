@@ -98,6 +98,9 @@ def command(checkpoint: str, data: str, metric_names: str, features: str, resolu
         G = Generator.from_pretrained(checkpoint).to(device)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    if resolution not in (None, G.resolution) and not G.renders_any_grid:
+        raise click.BadParameter(f"the {G.cfg.family} generator renders its {G.resolution}x{G.resolution} training "
+                                 f"grid only", param_hint="--resolution")
     try:
         dataset = open_dataset(data, resolution or G.resolution, channels=G.img_channels)
     except DatasetError as e:
