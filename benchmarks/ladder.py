@@ -18,7 +18,7 @@ that every preset meets the same background load; the median round is kept.
         --metrics fid10k,kid10k,pr10k --json                      # after each leg, into R/P-seedS/metrics-K.json
 
 The budget is the same for every preset: cpu-32's recipe (batch 16, EMA half-life 5 kimg) with R1 gamma
-1.0 (the recipe sweep of docs/results.md), legs at 10, 20 and 40 kimg. A queue skips what is done and continues a stopped run (``--resume`` is exact), so it
+1.0 (the recipe sweep of docs/results.md), legs at 10, 20 and 40 kimg, taken breadth-first (every preset to 10 kimg before any goes on). A queue skips what is done and continues a stopped run (``--resume`` is exact), so it
 can be re-run at will; each child's peak RSS is kept (R/P-seedS/peak-rss-K.json). Two queues (e.g.
 ``--seeds 0`` and ``--seeds 1``) can run side by side on two cores.
 
@@ -72,22 +72,26 @@ def _capture(root: Path, cmd: list[str], out: Path) -> None:
     _write(out, subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True).stdout)
 
 
-def train(root: Path, presets: list[str], seeds: list[int]) -> None:
-    for preset in presets:
-        for seed in seeds:
-            run = root / f"{preset}-seed{seed}"
-            for kimg in LEGS:
-                done = _done_kimg(run)
-                common = ["--kimg", f"{kimg:g}", "--device", "cpu", "--no-progress"]
-                if done < kimg - 1e-6:
-                    new = ["--preset", preset, "--data", "fashion-mnist", "--out", str(run), "--seed", str(seed),
-                           "--gamma", "1.0"]
-                    cmd = [*_inrgan(), "train", *(["--resume", str(run)] if done >= 0 else new), *common]
-                    _train_child(root, cmd, run / f"peak-rss-{kimg:g}.json")
-                metrics = run / f"metrics-{kimg:g}.json"
-                if not metrics.is_file():
-                    _capture(root, [*_inrgan(), "metrics", "--checkpoint", str(run), "--data", "fashion-mnist",
-                                    "--metrics", METRICS, "--json"], metrics)
+def train(root: Path, presets: list[str], seeds: list[int], legs: tuple[float, ...] = LEGS) -> None:
+    """Every preset to the first leg, then every preset to the next: a stopped queue leaves a whole table."""
+    for kimg in legs:
+        for preset in presets:
+            for seed in seeds:
+                _leg(root, root / f"{preset}-seed{seed}", preset, seed, kimg)
+
+
+def _leg(root: Path, run: Path, preset: str, seed: int, kimg: float) -> None:
+    """Train one run to ``kimg`` (new, or continued with --resume) and evaluate it there."""
+    done = _done_kimg(run)
+    if done < kimg - 1e-6:
+        new = ["--preset", preset, "--data", "fashion-mnist", "--out", str(run), "--seed", str(seed), "--gamma", "1.0"]
+        cmd = [*_inrgan(), "train", *(["--resume", str(run)] if done >= 0 else new), "--kimg", f"{kimg:g}",
+               "--device", "cpu", "--no-progress"]
+        _train_child(root, cmd, run / f"peak-rss-{kimg:g}.json")
+    metrics = run / f"metrics-{kimg:g}.json"
+    if not metrics.is_file():
+        _capture(root, [*_inrgan(), "metrics", "--checkpoint", str(run), "--data", "fashion-mnist",
+                        "--metrics", METRICS, "--json"], metrics)
 
 
 def probe(root: Path) -> None:
@@ -188,6 +192,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=None)
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    ap.add_argument("--legs", default=",".join(f"{k:g}" for k in LEGS), help="kimg at which to stop and evaluate")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.step == "speed":
@@ -197,7 +202,8 @@ def main() -> None:
         raise SystemExit(f"{args.step} needs --root")
     args.root.mkdir(parents=True, exist_ok=True)
     if args.step == "train":
-        train(args.root, args.presets.split(","), [int(s) for s in args.seeds.split(",")])
+        train(args.root, args.presets.split(","), [int(s) for s in args.seeds.split(",")],
+              tuple(float(k) for k in args.legs.split(",")))
     elif args.step == "probe":
         probe(args.root)
     else:
