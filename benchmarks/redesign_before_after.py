@@ -1,17 +1,20 @@
 """The performance figures before and after the models/accel redesign (issue 15), side by side in one run.
 
-    python benchmarks/redesign_before_after.py [--before 1783867] [--rounds 6] [--train-rounds 3]
+    python benchmarks/redesign_before_after.py [--before 1783867] [--after REV] [--rounds 6] [--train-rounds 3]
 
 "before" is the package of a git revision (default 1783867, the last one before the redesign), extracted
 and imported under another name (``inrgan_before``: its imports are relative), so that both versions run
 in one process, call after call: on a shared machine whose load moves by the minute, only calls this
-close together see the same machine. "after" is this working tree's ``inrgan``.
+close together see the same machine. "after" is this working tree's ``inrgan``, or with ``--after REV``
+another revision (``inrgan_after``): ``--after 1783867`` compares the old code with itself, which measures
+the noise of every ratio on this machine.
 
 - forward: the ``inr-gan`` 256^2 generator of both versions with the same weights, ``G(z)`` under
   ``inference_mode`` at 64^2 and 256^2, batch 4, fresh latents, each timed call after an untimed one of
   the same size (as ``inrgan bench --compare-full`` does); rounds alternate which version goes first;
 - memory: the peak RSS of each version's 256^2 forward in a process of its own (``python -m inrgan.bench``),
-  started before this process holds any model (a child's peak RSS counts the parent's memory at the fork);
+  started before this process holds any model (a child's peak RSS counts the parent's memory at the fork),
+  three times each, alternating; the median is kept;
 - training: ``cpu-32`` at 32^2 (G, D, both optimizers and G_ema of each version, the same initial weights),
   rounds of ``r1_interval`` steps of the loop's own ``training_step`` and EMA, alternating.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -37,14 +41,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def extract(revision: str, into: Path) -> Path:
-    """The revision's ``src/inrgan`` as the package ``inrgan_before`` under ``into``; its ``src`` folder."""
-    archive = into / "src.tar"
+def extract(revision: str, into: Path, name: str) -> Path:
+    """The revision's ``src/inrgan`` as the package ``name`` under ``into``; its ``src`` folder."""
+    archive = into / f"{name}.tar"
     subprocess.run(["git", "archive", "-o", str(archive), revision, "src"], cwd=ROOT, check=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(into / "tree", filter="data")
-    shutil.copytree(into / "tree" / "src" / "inrgan", into / "inrgan_before")
-    return into / "tree" / "src"
+        tar.extractall(into / f"{name}-tree", filter="data")
+    shutil.copytree(into / f"{name}-tree" / "src" / "inrgan", into / name)
+    return into / f"{name}-tree" / "src"
+
+
+def load(pkg: str) -> dict:
+    """The parts of one version the measurements use (the fast Generator in ``accel`` since the redesign)."""
+    generator = (importlib.import_module(f"{pkg}.accel") if importlib.util.find_spec(f"{pkg}.accel")
+                 else importlib.import_module(f"{pkg}.models")).Generator
+    return {"Generator": generator, "Discriminator": importlib.import_module(f"{pkg}.models").Discriminator,
+            "get_preset": importlib.import_module(f"{pkg}.config").get_preset,
+            "loop": importlib.import_module(f"{pkg}.training.loop"),
+            "update_ema": importlib.import_module(f"{pkg}.training.ema").update_ema}
 
 
 def peak_rss(src: Path) -> float:
@@ -115,6 +129,7 @@ def train_times(versions: dict, rounds: int) -> dict[str, list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", default="1783867")
+    ap.add_argument("--after", default=None, help="a revision instead of the working tree")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--train-rounds", type=int, default=3)
     args = ap.parse_args()
@@ -122,19 +137,15 @@ def main() -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         os.execv(sys.executable, [sys.executable, *sys.argv])
     with tempfile.TemporaryDirectory() as tmp:
-        before_src = extract(args.before, Path(tmp))
+        srcs = {"before": extract(args.before, Path(tmp), "inrgan_before"),
+                "after": ROOT / "src" if args.after is None else extract(args.after, Path(tmp), "inrgan_after")}
         sys.path.insert(0, tmp)
-        versions = {}
-        for name, pkg in (("before", "inrgan_before"), ("after", "inrgan")):
-            versions[name] = {
-                "Generator": importlib.import_module(f"{pkg}.models").Generator if name == "before"
-                else importlib.import_module(f"{pkg}.accel").Generator,
-                "Discriminator": importlib.import_module(f"{pkg}.models").Discriminator,
-                "get_preset": importlib.import_module(f"{pkg}.config").get_preset,
-                "loop": importlib.import_module(f"{pkg}.training.loop"),
-                "update_ema": importlib.import_module(f"{pkg}.training.ema").update_ema,
-            }
-        mem = {name: peak_rss(src) for name, src in (("before", before_src), ("after", ROOT / "src"))}
+        versions = {"before": load("inrgan_before"), "after": load("inrgan" if args.after is None else "inrgan_after")}
+        rss = {name: [] for name in srcs}
+        for rnd in range(3):
+            for name in (list(srcs) if rnd % 2 == 0 else list(srcs)[::-1]):
+                rss[name].append(peak_rss(srcs[name]))
+        mem = {name: statistics.median(v) for name, v in rss.items()}
         fwd = forward_times(versions, args.rounds)
         train = train_times(versions, args.train_rounds)
     import torch
@@ -154,7 +165,7 @@ def main() -> None:
     (bb, bm), (ab, am) = best_median(train["before"]), best_median(train["after"])
     rows.append(("cpu-32 training (img/s)", imgs / bb, imgs / ab, imgs / bm, imgs / am))
     rows.append(("peak RSS, 256^2 forward (MiB)", mem["before"], mem["after"], mem["before"], mem["after"]))
-    print(f"\nbefore = {args.before}, after = the working tree; {torch.get_num_threads()} threads; "
+    print(f"\nbefore = {args.before}, after = {args.after or 'the working tree'}; {torch.get_num_threads()} threads; "
           f"{args.rounds} forward rounds, {args.train_rounds} training rounds, alternating; load average "
           f"{os.getloadavg()[0]:.1f}")
     print("| figure | before (best) | after (best) | after / before (best) | before (median) | after (median) "

@@ -244,12 +244,12 @@ def test_cached_coordinate_features_follow_every_change_of_the_model():
     with torch.inference_mode():
         first = G.synthesis(ws)
         assert 1 in cache  # kept for the next call with these cells
-        cached_features = cache[1][2]
+        cached_features = cache[1].features
         again = G.synthesis(ws)
-        assert cache[1][2] is cached_features  # reused, not recomputed
+        assert cache[1].features is cached_features  # reused, not recomputed
         _close(again, first, tol=0)
         other = G.synthesis(ws, height=40, width=24)  # other cells replace the entry
-        assert cache[1][2] is not cached_features
+        assert cache[1].features is not cached_features
         _close(other, _render(G, ws, fast=False, height=40, width=24))
     with torch.no_grad():  # an in-place change, as an optimizer step makes
         emb.const.mul_(-1.5)
@@ -260,6 +260,29 @@ def test_cached_coordinate_features_follow_every_change_of_the_model():
     G.load_state_dict(state)
     with torch.inference_mode():
         _close(G.synthesis(ws, height=40, width=24), _render(G, ws, fast=False, height=40, width=24))
+
+
+def test_the_cache_compares_the_constant_only_where_the_features_read_it():
+    G = _generator("inr-gan", 128)
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    emb, cache = G.synthesis.embeddings[1], G.synthesis.features._entries
+    with torch.inference_mode():
+        G.synthesis(ws, height=40, width=24)
+    rows, cols = (sorted({i for t in parts for i in (range(n)[t] if isinstance(t, slice) else t.tolist())})
+                  for parts, n in zip(cache[1].taps, emb.const.shape[1:], strict=True))
+    kept = cache[1].features
+    unread = sorted(set(range(emb.const.shape[1])) - set(rows))
+    assert unread and len(cols) < emb.const.shape[2]  # a coarse render reads a part of the constant
+    emb.const.data[:, unread[0]] += 1.0  # not read by these cells: the features hold
+    with torch.inference_mode():
+        out = G.synthesis(ws, height=40, width=24)
+    assert cache[1].features is kept
+    _close(out, _render(G, ws, fast=False, height=40, width=24))
+    emb.const.data[3, rows[len(rows) // 2], cols[-1]] += 1.0  # one value read, written past autograd's counter
+    with torch.inference_mode():
+        out = G.synthesis(ws, height=40, width=24)
+    assert cache[1].features is not kept
+    _close(out, _render(G, ws, fast=False, height=40, width=24))
 
 
 def test_coordinate_feature_cache_is_bounded(monkeypatch):
@@ -285,6 +308,12 @@ def test_the_cache_sees_a_change_of_one_value_anywhere():
         changed[i] = torch.nextafter(changed[i], torch.tensor(float("inf")))
         assert not features._same([big], [changed]) and features._same([big], [big.clone()])
     assert not features._same([big], [big.double()]) and not features._same([big[:-1]], [big[1:]])
+    grid = torch.randn(40, 64, 64)  # a strided view (a constant read at every 4th cell), compared in place
+    view = grid[:, 1::4, 2::4]
+    kept = view.clone()
+    assert features._same([kept], [view])
+    grid[39, 61, 62] += 1.0  # the view's last element
+    assert not features._same([kept], [view])
 
 
 def test_a_copied_model_has_its_own_feature_cache():

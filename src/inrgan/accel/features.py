@@ -8,6 +8,7 @@ learned constants are read as slices (no interpolation: every index is integral)
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -93,16 +94,17 @@ def channels_last(embedding: CoordEmbedding, ys: Tensor, xs: Tensor, basis: Tens
 class FeatureCache:
     """The coordinate features of the last set of cells of each level with a fixed basis, for inference.
 
-    An entry is used again only for the same cells and the same embedding values: it keeps a copy of the
-    embedding's parameters and buffers and compares them with the current ones (so an optimizer step,
-    ``load_state_dict`` or ``.to()`` all invalidate it), once per render call (:meth:`new_call`; a
-    sample-parallel render compares them once for its workers, :meth:`check`, after the affine heads:
-    during them the comparison's reads would slow the heads' stream from memory). It holds at most :data:`FEATURE_CACHE_BYTES` per level; larger features are computed
-    chunk by chunk instead.
+    An entry is used again only for the same cells and the same values read: it keeps a copy of what its
+    features were computed from (the embedding's small tensors, and its learned constant at the cells'
+    interpolation taps only) and compares it with the current values, so an optimizer step, an EMA update,
+    ``load_state_dict``, ``.to()`` or a write through ``.data`` all invalidate it. The comparison happens once
+    per render call (:meth:`new_call`; a sample-parallel render compares once for its workers, :meth:`check`,
+    while the affine heads run).
+    It holds at most :data:`FEATURE_CACHE_BYTES` per level; larger features are computed chunk by chunk instead.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[tuple, list[Tensor], Tensor]] = {}  # level -> (cells, values, features)
+        self._entries: dict[int, _Entry] = {}
         self._checked: set[int] = set()  # levels whose entry was compared in this call
         self._lock = threading.Lock()  # sample-parallel renders share the entries
 
@@ -119,7 +121,7 @@ class FeatureCache:
         with self._lock:
             for level, entry in list(self._entries.items()):
                 if level not in self._checked:
-                    if _same(entry[1], _values(embeddings[level])):
+                    if _same(entry.kept, read_values(embeddings[level], entry.taps)):
                         self._checked.add(level)
                     else:
                         del self._entries[level]
@@ -133,35 +135,77 @@ class FeatureCache:
             return None
         with self._lock:
             entry = self._entries.get(level)
-            values = None
-            if entry is not None and entry[0] == cells:
-                if level in self._checked or _same(entry[1], values := _values(embedding)):
+            if entry is not None and entry.cells == cells:
+                if level in self._checked or _same(entry.kept, read_values(embedding, entry.taps)):
                     self._checked.add(level)
-                    return entry[2]
+                    return entry.features
             self._entries.pop(level, None)  # never hold two
-            features = channels_last(embedding, ys, xs)
-            values = _values(embedding) if values is None else values
-            self._entries[level] = (cells, [v.clone() for v in values], features)
+            taps = const_taps(embedding, ys, xs)
+            kept = [v.clone() for v in read_values(embedding, taps)]
+            self._entries[level] = _Entry(cells, taps, kept, channels_last(embedding, ys, xs))
             self._checked.add(level)
-            return features
+            return self._entries[level].features
 
 
-def _values(embedding: CoordEmbedding) -> list[Tensor]:
-    return [t.detach() for t in (*embedding.parameters(), *embedding.buffers())]
+@dataclass
+class _Entry:
+    cells: tuple  # which cells of which grid
+    taps: tuple | None  # the rows and columns of the learned constant they read (:func:`const_taps`)
+    kept: list[Tensor]  # copies of what they were computed from (:func:`read_values`)
+    features: Tensor  # [1, h, w, C]
+
+
+def const_taps(embedding: CoordEmbedding, ys: Tensor, xs: Tensor) -> tuple[list, list] | None:
+    """The rows and the columns of the learned constant that the features of cells ``ys`` x ``xs`` read, or
+    None without a constant: per axis the lower interpolation taps and the upper ones where they weigh, each
+    a slice where evenly spaced (as on any regular grid: then the values are compared in place)."""
+    if embedding.const is None:
+        return None
+    _, r_h, r_w = embedding.const.shape
+    taps = []
+    for idx, n in zip(embedding.const_indices(ys, xs), (r_h, r_w), strict=True):
+        lo, hi, wt = interp_taps(idx, n, embedding.const_padding)
+        taps.append([_as_slice(t) for t in (lo, hi[wt != 0]) if t.numel()])
+    return taps[0], taps[1]
+
+
+def _as_slice(idx: Tensor) -> Tensor | slice:
+    """Indices as a slice where they rise evenly, else the indices."""
+    steps = idx.diff()
+    if idx.numel() == 1 or (bool((steps == steps[0]).all()) and int(steps[0]) > 0):
+        return slice(int(idx[0]), int(idx[-1]) + 1, int(steps[0]) if idx.numel() > 1 else 1)
+    return idx
+
+
+def read_values(embedding: CoordEmbedding, taps: tuple[list, list] | None) -> list[Tensor]:
+    """What the features read: every tensor of the embedding, and the learned constant at ``taps`` only
+    ([C, rows, cols] per pair of row and column taps; strided views where the taps are slices)."""
+    const = embedding.const
+    values = [t.detach() for t in (*embedding.parameters(), *embedding.buffers()) if t is not const]
+    if const is not None:
+        c = const.detach()
+        for rows in taps[0]:
+            by_rows = c[:, rows] if isinstance(rows, slice) else c.index_select(1, rows.to(c.device))
+            values += [by_rows[:, :, cols] if isinstance(cols, slice) else by_rows.index_select(2, cols.to(c.device))
+                       for cols in taps[1]]
+    return values
 
 
 def _same(kept: list[Tensor], now: list[Tensor]) -> bool:
-    """Equal devices, dtypes, shapes and values (on the CPU: numpy's comparison in pieces of 1 MiB, whose
-    temporaries stay in cache, several times torch.equal's speed)."""
+    """Equal devices, dtypes, shapes and values. On the CPU numpy compares them in pieces of about 1 MiB
+    along the first axis, whose temporaries stay in cache (several times torch.equal's speed), reading a
+    strided view in place."""
     if len(kept) != len(now):
         return False
     for a, b in zip(kept, now, strict=True):
         if a.device != b.device or a.dtype != b.dtype or a.shape != b.shape:
             return False
         if a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64):
-            x, y = a.contiguous().numpy().reshape(-1), b.contiguous().numpy().reshape(-1)
-            step = COMPARE_PIECE_BYTES // x.itemsize
-            if not all(np.array_equal(x[i : i + step], y[i : i + step]) for i in range(0, x.size, step)):
+            x, y = a.numpy().reshape(a.shape or (1,)), b.numpy().reshape(b.shape or (1,))
+            if x.size == 0:
+                continue
+            step = max(1, COMPARE_PIECE_BYTES // x[0].nbytes)  # leading-axis entries per piece
+            if not all(np.array_equal(x[i : i + step], y[i : i + step]) for i in range(0, len(x), step)):
                 return False
         elif not torch.equal(a, b):
             return False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -113,6 +114,19 @@ class BlockINR:
         return out
 
 
+# The model's walk (``SynthesisNetwork.inr_layers``) per model, made once: the structure of a network does not
+# change after it is built, and a render would otherwise walk it three times per call.
+_walks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def layer_specs(synthesis) -> list[INRLayerSpec]:
+    """``synthesis.inr_layers()``, kept for the model's lifetime."""
+    specs = _walks.get(synthesis)
+    if specs is None:
+        specs = _walks[synthesis] = synthesis.inr_layers()
+    return specs
+
+
 def _scaled(weight: Tensor, gain: float, inplace: bool) -> Tensor:
     """weight * gain, contiguous; in place where ``inplace`` and autograd allow it."""
     if inplace and weight.is_contiguous() and not (torch.is_grad_enabled() and weight.requires_grad):
@@ -191,7 +205,7 @@ def prepare(synthesis, ws: Tensor, styles: list[Tensor] | None = None, lib=None,
     """
 
     def layers():
-        for k, spec in enumerate(synthesis.inr_layers()):
+        for k, spec in enumerate(layer_specs(synthesis)):
             if wait is not None:
                 wait(k + 1)
             w, s = ws[:, spec.w_index], None if styles is None else styles[k]

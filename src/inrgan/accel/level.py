@@ -83,22 +83,25 @@ class PlainKernels:
 
 
 class OneDNNKernels(PlainKernels):
-    """oneDNN's fused layers for one sample ([1, n, C]), fp32 CPU inference."""
+    """oneDNN's fused layers for sample ``b`` of the batch's parameters (activations [1, n, C]), fp32 CPU inference."""
 
-    def __init__(self, op) -> None:
+    def __init__(self, op, b: int) -> None:
         super().__init__(inplace=True)
-        self.op = op
+        self.op, self.b = op, b
 
     def _fused(self, x: Tensor, weight: Tensor, bias: Tensor | None, act: bool) -> Tensor:
         if act:
             return self.op(x, weight, bias, "leaky_relu", [LRELU_SLOPE], "")[None]
         return self.op(x, weight, bias, "none", [], "")[None]
 
+    def _bias(self, layer: INRLayer) -> Tensor:
+        return layer.bias[self.b if layer.bias.shape[0] > 1 else 0]
+
     def linear(self, layer: INRLayer, a: Tensor, act: bool) -> Tensor:
-        return self._fused(a[0], layer.weight[0], layer.bias[0], act)
+        return self._fused(a[0], layer.weight[self.b], self._bias(layer), act)
 
     def coords(self, layer: INRLayer, e: Tensor, with_bias: bool, act: bool) -> Tensor:
-        return self._fused(e[0], layer.emb_weight[0], layer.bias[0] if with_bias else None, act)
+        return self._fused(e[0], layer.emb_weight[self.b], self._bias(layer) if with_bias else None, act)
 
 
 def evaluate_level(blocks: list[BlockINR], e: Tensor, rows: int, w: int, prev: Coarse, prev_img: Tensor | None,
@@ -139,14 +142,14 @@ def evaluate_level(blocks: list[BlockINR], e: Tensor, rows: int, w: int, prev: C
 
 def _per_sample(op, blocks: list[BlockINR], e: Tensor, rows: int, w: int, prev: Coarse, prev_img: Tensor | None,
                 nxt: INRLayer | None) -> tuple[Tensor, Tensor | None]:
-    """:func:`evaluate_level` one sample at a time, each layer one fused oneDNN call."""
+    """:func:`evaluate_level` one sample at a time, each layer one fused oneDNN call (the kernels pick the
+    sample's parameters, so nothing is sliced per sample but the maps)."""
     p, up, crop_y, crop_x = prev
-    kernels, imgs, coarses = OneDNNKernels(op), [], []
+    imgs, coarses = [], []
     for b in range(blocks[0].torgb.weight.shape[0]):
-        img, coarse = evaluate_level([block.select(b, b + 1) for block in blocks], e[b : b + 1] if e.shape[0] > 1
-                                     else e, rows, w, (None if p is None else p[b : b + 1], up, crop_y, crop_x),
-                                     None if prev_img is None else prev_img[b : b + 1],
-                                     None if nxt is None else nxt.select(b, b + 1), kernels)
+        img, coarse = evaluate_level(blocks, e[b : b + 1] if e.shape[0] > 1 else e, rows, w,
+                                     (None if p is None else p[b : b + 1], up, crop_y, crop_x),
+                                     None if prev_img is None else prev_img[b : b + 1], nxt, OneDNNKernels(op, b))
         imgs.append(img)
         if coarse is not None:
             coarses.append(coarse)

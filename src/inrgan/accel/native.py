@@ -139,7 +139,7 @@ CALL_ERRORS = (ValueError, TypeError, OSError, ctypes.ArgumentError)
 def _check(name: str, **tensors: Tensor | None) -> None:
     """Every operand an fp32 CPU tensor that is contiguous (the kernels read raw row-major memory)."""
     for key, t in tensors.items():
-        if t is not None and not (t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()):
+        if t is not None and not (t.dtype is torch.float32 and t.is_cpu and t.is_contiguous()):
             raise ValueError(f"{name}: {key} must be a contiguous float32 CPU tensor, got {t.dtype} on {t.device}"
                              + ("" if t.is_contiguous() else ", not contiguous"))
 

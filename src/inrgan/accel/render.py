@@ -12,6 +12,7 @@ single-threaded workers (:func:`render_sample_parallel`).
 from __future__ import annotations
 
 import functools
+import weakref
 
 import torch
 from torch import Tensor
@@ -21,7 +22,7 @@ from ..models.cost import macs_per_sample
 from ..models.synthesis import INRParams, SynthesisNetwork
 from . import native, threads
 from .features import FeatureCache, channels_last
-from .inr import BlockINR, from_params, prepare
+from .inr import BlockINR, from_params, layer_specs, prepare
 from .level import Coarse, level_chunk, upsample_maps
 from .options import CPU_CHUNK_PIXELS, DEFAULT, RenderOptions
 
@@ -145,7 +146,20 @@ def sample_parallel_threads(synthesis: SynthesisNetwork, batch: int, device: tor
     n = torch.get_num_threads()
     if not threads.use_sample_parallel(batch, n):
         return 0
-    return n if batch // n * macs_per_sample(synthesis, grid) >= threads.MIN_MACS_PER_THREAD else 0
+    return n if batch // n * _grid_macs(synthesis, grid) >= threads.MIN_MACS_PER_THREAD else 0
+
+
+_macs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {grid: MACs per sample}
+
+
+def _grid_macs(synthesis: SynthesisNetwork, grid: RenderGrid) -> int:
+    """:func:`~inrgan.models.cost.macs_per_sample`, kept per model for its last few grids."""
+    known = _macs.setdefault(synthesis, {})
+    if grid not in known:
+        if len(known) >= 16:
+            known.clear()
+        known[grid] = macs_per_sample(synthesis, grid)
+    return known[grid]
 
 
 def render(synthesis: SynthesisNetwork, ws: Tensor, grid: RenderGrid, tile: int | None = None,
@@ -179,14 +193,14 @@ def render_sample_parallel(synthesis: SynthesisNetwork, ws: Tensor, grid: Render
     its own samples.
     """
     per_w = ws.transpose(0, 1).contiguous()  # [num_ws, B, w_dim]: one copy for every head's w
-    heads = [(spec.module.affine, per_w[spec.w_index]) for spec in synthesis.inr_layers()]
+    heads = [(spec.module.affine, per_w[spec.w_index]) for spec in layer_specs(synthesis)]
     shared = threads.start_shared_styles(heads, n_threads, options.native)  # [B, n] each, being filled
+    if cache is not None:  # once for the workers, while this thread would wait for the first heads anyway
+        cache.check(synthesis.embeddings)
     use_native = options.native and all(native.applies(head.weight, w) for head, w in heads)
     lib = native.library() if use_native else None
     params = prepare(synthesis, ws, shared.out, lib, lazy=True, wait=shared.wait)
     shared.wait(len(heads))
-    if cache is not None:  # once for the workers; after the heads, whose stream from memory it would slow
-        cache.check(synthesis.embeddings)
     groups = threads.sample_groups(ws.shape[0], n_threads)
 
     def work(t: int) -> Tensor:

@@ -299,17 +299,15 @@ def evaluate(
         features: ``"effnet-lite0"`` (offline default), ``"inception"`` (standard FID; needs
             ``inception_weights``), or a ready ``FeatureExtractor``.
         truncation_psi, seed: the truncation and the seed of the generated latents.
-        device: where the extractor runs.
-        batch_size: images per batch, for both generation and feature extraction.
+        device, batch_size: where the extractor runs; images per batch (generation and features).
         cache_dir: real-statistics cache (default ``$INRGAN_CACHE_DIR`` or ``~/.cache/inrgan/metrics``).
         progress: show progress bars over batches.
         inception_weights: path of pytorch-fid's InceptionV3 weights (or ``$INRGAN_INCEPTION_WEIGHTS``).
         dataset_fingerprint: identifies the real data in the cache key; default ``dataset.fingerprint()``
             when it exists, else the cache is not used.
         num_real: override the number of real images of every metric.
-        dist: under several ranks (``inrgan.training.distributed``), every rank must call this: each
-            renders and embeds its share of the generated images; rank 0 then computes the real
-            statistics and the metrics and returns the records, the other ranks return [].
+        dist: under several ranks (``inrgan.training.distributed``), every rank calls this and embeds its
+            share of the generated images; rank 0 computes the rest and returns the records, the others [].
 
     Returns:
         One record per metric: ``{"metric", "value", "results", "comparable_to_published", "protocol",
@@ -319,10 +317,9 @@ def evaluate(
     start = time.perf_counter()
     specs = [parse_metric(m) for m in metrics]
     resolution = _check_request(G, dataset, specs)
-    extractor = features if isinstance(features, FeatureExtractor) else \
-        build_extractor(features, device, inception_weights)
-    if dataset_fingerprint is None and callable(getattr(dataset, "fingerprint", None)):
-        dataset_fingerprint = dataset.fingerprint()
+    extractor = features if isinstance(features, FeatureExtractor) else build_extractor(features, device,
+                                                                                        inception_weights)
+    dataset_fingerprint = dataset_fingerprint or _fingerprint(dataset)
     fake = generated_features(G, extractor, max(s.num_gen for s in specs), resolution, truncation_psi, seed,
                               batch_size, progress, dist)
     if dist is not None and not dist.is_main:
@@ -331,13 +328,17 @@ def evaluate(
     real = {n: real_statistics(dataset, extractor, n, resolution, _need_real_features(specs, n_reals, n),
                                dataset_fingerprint, Path(cache_dir or default_cache_dir()), batch_size, progress)
             for n in sorted(set(n_reals))}  # num_real -> (statistics, cache status)
-    base_protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__),
-                     "dataset_fingerprint": dataset_fingerprint, "resolution": resolution,
-                     "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
-    records = [_record(spec, real[n], fake[: spec.num_gen], seed, n, len(dataset), base_protocol, extractor.comparable)
+    protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__), "dataset_fingerprint": dataset_fingerprint,
+                "resolution": resolution, "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
+    records = [_record(spec, real[n], fake[: spec.num_gen], seed, n, len(dataset), protocol, extractor.comparable)
                for spec, n in zip(specs, n_reals, strict=True)]
     elapsed = round(time.perf_counter() - start, 3)  # the whole call: generated features are shared by its metrics
     return [{**record, "time_s": elapsed} for record in records]
+
+
+def _fingerprint(dataset: Sequence) -> str | None:
+    """The dataset's own fingerprint, where it has one (the real-statistics cache is keyed on it)."""
+    return dataset.fingerprint() if callable(getattr(dataset, "fingerprint", None)) else None
 
 
 def _need_real_features(specs: list[MetricSpec], n_reals: list[int], n: int) -> bool:
