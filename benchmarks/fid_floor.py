@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 import torch
 
@@ -28,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from inrgan.data import open_dataset
-    from inrgan.data.idx import FASHION_MNIST_DIR, read_idx_images
+    from inrgan.data.idx import FASHION_MNIST_DIR, find_train_images, read_idx_images
     from inrgan.data.transforms import resize_images
     from inrgan.metrics import build_extractor
     from inrgan.metrics.evaluate import embed, real_batches, real_subset
@@ -42,9 +41,7 @@ def main() -> None:
     batches = math.ceil(len(idx) / args.batch)
     with torch.inference_mode():
         real = embed(extractor, real_batches(train, idx, args.batch), batches, "train", progress=False)
-        test_path = next(p for p in (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz",
-                                     FASHION_MNIST_DIR / "t10k-images-idx3-ubyte") if Path(p).is_file())
-        test, _ = read_idx_images(test_path)
+        test, _ = read_idx_images(find_train_images(FASHION_MNIST_DIR, "test"))
         test = resize_images(torch.from_numpy(test[: args.num].copy()).unsqueeze(1), args.resolution)
         fake = embed(extractor, iter(test.split(args.batch)), batches, "test", progress=False)
     fid = frechet_distance(*feature_statistics(real), *feature_statistics(fake))

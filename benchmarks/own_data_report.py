@@ -24,22 +24,14 @@ SAMPLES_PER_CLASS = 500
 
 
 def _real_split(split: str) -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST's images at 32^2 in [-1, 1] [N, 1, 32, 32] and labels [N]."""
-    import gzip
-
-    from inrgan.data.idx import FASHION_MNIST_DIR, read_idx_images
+    """Fashion-MNIST's ``split`` ("train" or "test") at 32^2 in [-1, 1] [N, 1, 32, 32] and labels [N]."""
+    from inrgan.data.idx import FASHION_MNIST_DIR, find_train_images, read_idx_images
+    from inrgan.data.labels import fashion_mnist_labels
     from inrgan.data.transforms import resize_images
 
-    prefix = "train" if split == "train" else "t10k"
-    path = next(p for p in (FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte.gz",
-                            FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte") if p.is_file())
-    images, _ = read_idx_images(path)
+    images, _ = read_idx_images(find_train_images(FASHION_MNIST_DIR, split))
     images = resize_images(torch.from_numpy(np.array(images)).unsqueeze(1), 32).float() / 127.5 - 1
-    lpath = next(p for p in (FASHION_MNIST_DIR / f"{prefix}-labels-idx1-ubyte.gz",
-                             FASHION_MNIST_DIR / f"{prefix}-labels-idx1-ubyte") if p.is_file())
-    raw = lpath.read_bytes()
-    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    return images, torch.from_numpy(np.frombuffer(raw, np.uint8, offset=8).astype(np.int64))
+    return images, torch.from_numpy(fashion_mnist_labels(FASHION_MNIST_DIR, len(images), split).values)
 
 
 def _classifier() -> nn.Module:

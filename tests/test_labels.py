@@ -40,6 +40,26 @@ def test_fashion_mnist_labels_come_from_the_label_file(tmp_path):
         open_dataset(f"fashion-mnist:{tmp_path}", 16)
 
 
+def test_the_test_split_is_read_by_its_own_file_names(tmp_path):
+    from inrgan.data.idx import find_train_images, read_idx_images
+    from inrgan.data.labels import fashion_mnist_labels
+
+    for prefix, n, first in (("train", 3, 1), ("t10k", 2, 200)):
+        images = np.full((n, 28, 28), first, np.uint8)
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">4i", 2051, n, 28, 28) + images.tobytes())
+        (tmp_path / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(struct.pack(">2i", 2049, n) + bytes(range(first % 10, first % 10 + n))))
+    test, _ = read_idx_images(find_train_images(tmp_path, "test"))
+    assert np.asarray(test).shape == (2, 28, 28) and int(np.asarray(test)[0, 0, 0]) == 200
+    assert fashion_mnist_labels(tmp_path, 2, "test").values.tolist() == [0, 1]
+    assert fashion_mnist_labels(tmp_path, 3).values.tolist() == [1, 2, 3]
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte"):
+        fashion_mnist_labels(tmp_path, 2, "test")
+    with pytest.raises(ValueError, match="split"):
+        find_train_images(tmp_path, "validation")
+
+
 def test_dataset_json_in_a_folder_and_a_zip(tmp_path):
     folder = tmp_path / "f"
     for i in range(4):

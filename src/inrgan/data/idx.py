@@ -26,6 +26,13 @@ IDX_LABELS_MAGIC = 2049  # 0x00000801
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+def _split_file(train_name: str, split: str) -> str:
+    """The IDX file name of ``split`` ("train" or "test": Fashion-MNIST names its test files t10k-...)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return train_name if split == "train" else "t10k" + train_name.removeprefix("train")
+
+
 def parse_fashion_mnist(source: str | os.PathLike) -> Path | None:
     """The IDX folder that ``source`` names, or None when it is not a Fashion-MNIST source.
 
@@ -45,11 +52,15 @@ def parse_fashion_mnist(source: str | os.PathLike) -> Path | None:
     return None
 
 
-def find_train_images(folder: Path) -> Path:
-    """The training-split image file in ``folder``: train-images-idx3-ubyte, gzipped or not."""
-    for name in (TRAIN_IMAGES + ".gz", TRAIN_IMAGES):
-        if (folder / name).is_file():
-            return folder / name
+def find_train_images(folder: Path, split: str = "train") -> Path:
+    """A split's image file in ``folder``: train-images-idx3-ubyte (or, for ``split="test"``,
+    t10k-images-idx3-ubyte), gzipped or not."""
+    name = _split_file(TRAIN_IMAGES, split)
+    for candidate in (name + ".gz", name):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    if split != "train":
+        raise DatasetError(f"Fashion-MNIST's test split not found: no {name}.gz or {name} in {folder}")
     raise DatasetError(
         f"Fashion-MNIST not found: no {TRAIN_IMAGES}.gz or {TRAIN_IMAGES} in {folder}. "
         "Install it with `sudo apt-get install dataset-fashion-mnist` on Debian/Ubuntu, or download the "

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .errors import DatasetError
-from .idx import IDX_LABELS_MAGIC
+from .idx import IDX_LABELS_MAGIC, _split_file
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")
@@ -44,11 +44,12 @@ class Labels:
         return self if count is None else Labels(self.values[:count], self.names, self.source)
 
 
-def fashion_mnist_labels(folder: Path, count: int) -> Labels:
-    """The training split's labels beside its images."""
-    path = next((folder / n for n in (TRAIN_LABELS + ".gz", TRAIN_LABELS) if (folder / n).is_file()), None)
+def fashion_mnist_labels(folder: Path, count: int, split: str = "train") -> Labels:
+    """A split's labels ("train", or "test": t10k-labels-idx1-ubyte) beside its images."""
+    name = _split_file(TRAIN_LABELS, split)
+    path = next((folder / n for n in (name + ".gz", name) if (folder / n).is_file()), None)
     if path is None:
-        raise DatasetError(f"{folder}: no {TRAIN_LABELS}(.gz) beside the Fashion-MNIST images, so no labels")
+        raise DatasetError(f"{folder}: no {name}(.gz) beside the Fashion-MNIST images, so no labels")
     try:
         data = path.read_bytes()
         data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
