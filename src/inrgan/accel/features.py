@@ -99,8 +99,8 @@ class FeatureCache:
     interpolation taps only) and compares it with the current values, so an optimizer step, an EMA update,
     ``load_state_dict``, ``.to()`` or a write through ``.data`` all invalidate it. The comparison happens once
     per render call (:meth:`new_call`; a sample-parallel render compares once for its workers, :meth:`check`,
-    while the affine heads run).
-    It holds at most :data:`FEATURE_CACHE_BYTES` per level; larger features are computed chunk by chunk instead.
+    while the affine heads run). It holds at most :data:`FEATURE_CACHE_BYTES` per level; larger features
+    are computed chunk by chunk instead.
     """
 
     def __init__(self) -> None:
