@@ -28,10 +28,10 @@ from inrgan.metrics import (
     parse_metric,
     precision_recall,
 )
-from inrgan.metrics.efficientnet_lite import EfficientNetLite0, same_padding
 from inrgan.metrics.extractors import EFFNET_LITE0_SHA256, INCEPTION_ENV, INCEPTION_URL
 from inrgan.metrics.inception import InceptionV3
 from inrgan.metrics.precision_recall import knn_radii
+from inrgan.nets.efficientnet_lite import EfficientNetLite0, same_padding
 
 
 def scipy_frechet(mu1, sigma1, mu2, sigma2):

@@ -259,11 +259,11 @@ def _training_nets(spec: BenchSpec, preset, device: torch.device):
     """G, D, G_ema and both optimizers as the training loop makes them, for the preset."""
     import copy
 
-    from .models import Discriminator
+    from .models import build_discriminator
     from .training.loop import make_optimizers
 
     G = _generator(spec, preset.G).to(device).train()
-    D = Discriminator(preset.D).to(device).train()
+    D = build_discriminator(preset.D).to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G_opt, D_opt = make_optimizers(G, D, preset.training)
     return G, D, G_ema, G_opt, D_opt

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -297,6 +297,7 @@ def generator_config_from_dict(data: dict[str, Any]) -> AnyGeneratorConfig:
 class DiscriminatorConfig:
     """StyleGAN2 residual discriminator."""
 
+    architecture: str = "resnet"  # see ProjectedDiscriminatorConfig for "projected"
     resolution: int = 32
     img_channels: int = 3
     channel_base: int = 32768
@@ -312,6 +313,8 @@ class DiscriminatorConfig:
             raise ConfigError(f"discriminator resolution must be a power of two >= 16, got {self.resolution}")
         if self.img_channels not in (1, 3):
             raise ConfigError(f"img_channels must be 1 or 3, got {self.img_channels}")
+        if self.architecture != "resnet":
+            raise ConfigError(f"DiscriminatorConfig is the resnet D's config, got architecture {self.architecture!r}")
 
     def channels(self, res: int) -> int:
         return min(self.channel_base // res, self.channel_max)
@@ -322,6 +325,61 @@ class DiscriminatorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
         return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ProjectedDiscriminatorConfig:
+    """Projected GAN's discriminator (Sauer et al., NeurIPS 2021): images seen through a frozen pretrained
+    network, EfficientNet-Lite1 (ImageNet), at four depths; each depth's features mixed across channels (CCM)
+    and across scales (CSM) by fixed random projections; a small trainable head per scale."""
+
+    architecture: str = "projected"
+    resolution: int = 32
+    img_channels: int = 3
+    backbone: str = "lite1"  # EfficientNet variant (inrgan.nets.efficientnet_lite.VARIANTS)
+    backbone_resolution: int = 64  # images are resized (bilinear) to this square before the backbone
+    ccm_channels: tuple[int, ...] = (64, 128, 256, 512)  # per scale, after the random 1x1 projections
+    head_channels: int = 128  # width of the heads' stride-2 convolutions
+    projection_seed: int = 0  # seed of the fixed random projections (CCM and CSM)
+    c_dim: int = 0  # classes of a conditional D (projection per head); 0: unconditional
+
+    def __post_init__(self) -> None:
+        if self.architecture != "projected":
+            raise ConfigError(f"ProjectedDiscriminatorConfig: architecture must be 'projected', got "
+                              f"{self.architecture!r}")
+        if not _is_pow2(self.resolution) or self.resolution < 16:
+            raise ConfigError(f"discriminator resolution must be a power of two >= 16, got {self.resolution}")
+        if self.img_channels not in (1, 3):
+            raise ConfigError(f"img_channels must be 1 or 3, got {self.img_channels}")
+        if self.backbone not in ("lite0", "lite1"):
+            raise ConfigError(f"backbone must be 'lite0' or 'lite1', got {self.backbone!r}")
+        if self.backbone_resolution < 32 or self.backbone_resolution % 32:
+            raise ConfigError(f"backbone_resolution must be a multiple of 32 (the backbone's stride), got "
+                              f"{self.backbone_resolution}")
+        if len(self.ccm_channels) != 4 or min(self.ccm_channels) < 1 or self.head_channels < 1:
+            raise ConfigError(f"ccm_channels must be 4 positive widths (one per scale), got {self.ccm_channels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProjectedDiscriminatorConfig:
+        return _from_dict(cls, data)
+
+
+AnyDiscriminatorConfig = DiscriminatorConfig | ProjectedDiscriminatorConfig
+D_ARCHITECTURES: dict[str, type] = {"resnet": DiscriminatorConfig, "projected": ProjectedDiscriminatorConfig}
+
+
+def discriminator_config_from_dict(data: dict[str, Any]) -> AnyDiscriminatorConfig:
+    """The config of either discriminator from plain data; one without an architecture (written before the
+    projected D existed) is the resnet D's."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"discriminator config: expected a JSON object, got {type(data).__name__}")
+    arch = data.get("architecture", "resnet")
+    if arch not in D_ARCHITECTURES:
+        raise ConfigError(f"unknown discriminator architecture {arch!r}; known: {sorted(D_ARCHITECTURES)}")
+    return D_ARCHITECTURES[arch].from_dict(data)
 
 
 @dataclass(frozen=True)
@@ -361,8 +419,12 @@ class TrainingConfig:
     aug_p: float | None = None
     ada_kimg: float = 500.0  # ADA's p can go from 0 to 1 in this many kimg
     freeze_d: int = 0  # D's first (highest-resolution) blocks kept frozen, for fine-tuning (FreezeD)
+    # "logistic": StyleGAN2's non-saturating logistic loss; "hinge": the hinge loss of Projected GAN
+    loss: str = "logistic"
 
     def __post_init__(self) -> None:
+        if self.loss not in ("logistic", "hinge"):
+            raise ConfigError(f"loss must be logistic or hinge, got {self.loss!r}")
         if self.aug not in ("none", "ada", "diffaugment"):
             raise ConfigError(f"aug (--aug) must be none, ada or diffaugment, got {self.aug!r}")
         if self.aug_p is not None and not 0 <= self.aug_p <= 1:
@@ -395,7 +457,7 @@ class Preset:
     name: str
     description: str
     G: AnyGeneratorConfig
-    D: DiscriminatorConfig
+    D: AnyDiscriminatorConfig
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
@@ -533,9 +595,20 @@ def _fmm_one_scale_g(resolution: int, img_channels: int) -> GeneratorConfig:
     return _small_g(resolution, img_channels, resolution)
 
 
+def _projected(resolution: int = 32, img_channels: int = 3) -> Preset:
+    # cpu-32's generator against Projected GAN's discriminator: EfficientNet-Lite1 at 64^2, hinge loss,
+    # DiffAugment, no R1 (docs/training.md, "Quality per CPU-hour": built, not yet tuned)
+    base = _small("cpu-32", 32, "")(resolution, img_channels)
+    return Preset(name="cpu-32-projected", description="cpu-32's G against a projected D (EfficientNet-Lite1 "
+                  "features, hinge loss, DiffAugment); experimental, not yet tuned",
+                  G=base.G, D=ProjectedDiscriminatorConfig(resolution=resolution, img_channels=img_channels),
+                  training=replace(base.training, loss="hinge", r1_gamma=0.0, aug="diffaugment"))
+
+
 PRESETS = {
     "cpu-32": _small("cpu-32", 32, "small INR-GAN that trains on a 2-core CPU at 32x32 (default)"),
     "cpu-64": _small("cpu-64", 64, "small INR-GAN that trains on a CPU at 64x64"),
+    "cpu-32-projected": _projected,
     "stylegan2": _family("stylegan2", 32, "StyleGAN2 baseline of about cpu-32's size (renders its own grid only)",
                          _stylegan2_g),
     "cips": _family("cips", 32, "CIPS baseline: full-resolution modulated 1x1 layers on Fourier features and "

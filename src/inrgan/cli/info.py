@@ -11,11 +11,11 @@ from ..config import DEFAULT_PRESET, PRESETS
 
 def describe(preset_name: str, resolution: int | None, img_channels: int = 3) -> dict:
     from ..config import get_preset
-    from ..models import Discriminator, Generator
+    from ..models import Generator, build_discriminator
     from ..models.cost import family_macs, layer_costs
 
     p = get_preset(preset_name, resolution, img_channels)
-    G, D = Generator.build(p.G), Discriminator(p.D)
+    G, D = Generator.build(p.G), build_discriminator(p.D)
     info = {
         "preset": p.name,
         "description": p.description,

@@ -22,6 +22,9 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--resolution", type=int, default=None, help="Training resolution (default: the preset's).")
 @click.option("--batch", type=int, default=None, help="Total batch size.")
 @click.option("--kimg", type=float, default=None, help="Train until this many thousand images in total.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget of this leg: then write the checkpoint and export and stop (as on SIGTERM "
+                   "or Ctrl-C); --resume continues exactly.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
               help="Continue the run in this directory exactly where it stopped.")
 @click.option("--seed", type=int, default=None, help="Random seed of a new run.")
@@ -59,7 +62,7 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--features", default="effnet-lite0", show_default=True, help="Feature extractor for metrics.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @threads_option
-def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
+def command(data, out, preset, resolution, batch, kimg, minutes, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
             xflip, g_tile, r1_batch, d_checkpoint, aug, aug_target, aug_p, ada_kimg, cond, init_from, freeze_d, device,
             workers, metrics, metrics_every, features, no_progress, threads) -> None:
     """Train INR-GAN (or continue a run with --resume RUN_DIR).
@@ -86,7 +89,7 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
     options = RunOptions(data=data, preset=preset if resume is None else preset, resolution=resolution,
                          device=device, workers=workers, progress=not no_progress,
                          metrics=_parse_metrics(metrics), metrics_every=metrics_every, features=features,
-                     init_from=init_from, cond=bool(cond))
+                         init_from=init_from, cond=bool(cond), minutes=minutes)
     if resume is None:
         options.preset = preset or DEFAULT_PRESET
     options.adaptive_threads = threads_are_automatic(threads)
@@ -100,6 +103,9 @@ def command(data, out, preset, resolution, batch, kimg, resume, seed, r1_gamma, 
             DistributedError) as e:
         raise click.ClickException(str(e)) from e
     rank = (torchrun_ranks() or (0, 1, 0))[0]
-    if last and rank == 0:
+    if last and rank == 0 and last.get("stopped"):
+        click.echo(f"stopped by {last['stopped']} at {last['kimg']:.3f} kimg, with a checkpoint; continue with "
+                   f"inrgan train --resume {out or resume}")
+    elif last and rank == 0:
         click.echo(f"done: {last['kimg']:.3f} kimg, {last['img_per_s']:.1f} img/s in the last tick; "
                    f"run in {out or resume}")

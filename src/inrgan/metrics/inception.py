@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import fold_batch_norm
+from ..nets.layers import fold_batch_norm
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299

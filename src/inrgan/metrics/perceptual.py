@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import efficientnet_lite
+from ..nets import efficientnet_lite
 
 MEAN, STD = 127.0, 128.0  # the extractor's normalisation on [0, 255]
 
 
-def stage_ends(net: efficientnet_lite.EfficientNetLite0) -> list[int]:
+def stage_ends(net: efficientnet_lite.EfficientNetLite) -> list[int]:
     """Indices of the blocks after which the spatial resolution next halves (and the last block)."""
     strides = [block._depthwise_conv.stride[0] for block in net._blocks]
     return [i - 1 for i, s in enumerate(strides) if s == 2 and i > 0] + [len(strides) - 1]
@@ -30,7 +30,7 @@ class PerceptualDistance(nn.Module):
     Both images are resized to ``size`` x ``size`` (bilinear, antialiased) before the network.
     """
 
-    def __init__(self, net: efficientnet_lite.EfficientNetLite0, size: int = 128):
+    def __init__(self, net: efficientnet_lite.EfficientNetLite, size: int = 128):
         super().__init__()
         self.net = net.eval().requires_grad_(False)
         self.size = size

@@ -169,6 +169,16 @@ class DiscriminatorEpilogue(nn.Module):
         return (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)  # [B, 1]
 
 
+def check_d_input(D: nn.Module, img: Tensor, c: Tensor | None) -> None:
+    """A ValueError naming what is wrong when ``img`` is not [B, C, R, R] of D's size, or ``c`` does not fit
+    whether D is conditional (either discriminator)."""
+    if img.ndim != 4 or img.shape[1:] != (D.img_channels, D.resolution, D.resolution):
+        raise ValueError(f"D expects [B, {D.img_channels}, {D.resolution}, {D.resolution}], got {list(img.shape)}")
+    if (D.embed is None) != (c is None):
+        raise ValueError(f"this D is {'un' if D.embed is None else ''}conditional: "
+                         f"{'give no c' if D.embed is None else f'give c [B, {D.cfg.c_dim}]'}")
+
+
 class Discriminator(nn.Module):
     """images [B, C, R, R] in [-1, 1] -> logits [B, 1]."""
 
@@ -195,12 +205,7 @@ class Discriminator(nn.Module):
         """Logits [B, 1]; a conditional D takes the one-hot classes ``c`` [B, c_dim]. ``checkpoint_blocks``:
         with autograd, drop each block's activations after its forward and recompute them in the backward
         pass (the same gradients, R1's double backward included, for a second forward of the blocks)."""
-        if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.resolution, self.resolution):
-            raise ValueError(f"D expects [B, {self.img_channels}, {self.resolution}, {self.resolution}], "
-                             f"got {list(img.shape)}")
-        if (self.embed is None) != (c is None):
-            raise ValueError(f"this D is {'un' if self.embed is None else ''}conditional: "
-                             f"{'give no c' if self.embed is None else f'give c [B, {self.cfg.c_dim}]'}")
+        check_d_input(self, img, c)
         cmap = None if c is None else normalize_2nd_moment(self.embed(c.to(img.dtype)))  # [B, cmap_dim]
         if img.device.type == "cpu":
             # oneDNN's convolutions (and their backward) run about 20% faster on channels-last tensors.

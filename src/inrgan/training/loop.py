@@ -36,15 +36,16 @@ from torch import Tensor, nn
 
 from ..accel import Generator
 from ..config import (
+    AnyDiscriminatorConfig,
     AnyGeneratorConfig,
     ConfigError,
-    DiscriminatorConfig,
     TrainingConfig,
+    discriminator_config_from_dict,
     generator_config_from_dict,
     get_preset,
 )
 from ..io import CheckpointError, atomic_write_text
-from ..models import Discriminator
+from ..models import build_discriminator
 from ..models.discriminator import mbstd_micro_batches
 from ..rendering.images import save_grid
 from ..runtime import ThreadGovernor
@@ -52,7 +53,8 @@ from .augment import AugmentedD, AugmentPipe, ada_update
 from .checkpoint import STATE_NAME, load_training_state, save_training_state
 from .distributed import Distributed, init_distributed
 from .ema import ema_beta, update_ema
-from .loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+from .loss import LOSSES, d_r1_loss
+from .stop import StopRequest
 
 RUN_CONFIG = "run.json"
 
@@ -81,6 +83,9 @@ class RunOptions:
     # run directory its recipe, come from there; optimizers and counters start afresh.
     init_from: str | None = None
     cond: bool = False  # a new run conditioned on the data's class labels (--cond)
+    # A wall-clock budget for this leg of the run: when it is spent, training writes its checkpoint and
+    # export and stops, as on SIGTERM or Ctrl-C; --resume continues exactly. None: until kimg.
+    minutes: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -163,6 +168,9 @@ def trainable_d_params(D: nn.Module, freeze: int) -> list[nn.Parameter]:
     """D's parameters but those of its first ``freeze`` blocks (from the image side), which stay fixed."""
     if freeze == 0:
         return list(D.parameters())
+    if not hasattr(D, "block_resolutions"):
+        raise ConfigError("--freeze-d applies to the resnet D's blocks; the projected D's backbone is frozen "
+                          "already and its heads are small")
     if freeze > len(D.block_resolutions):
         raise ConfigError(f"--freeze-d {freeze}: D has {len(D.block_resolutions)} blocks before its epilogue "
                           f"({', '.join(f'b{r}' for r in D.block_resolutions)})")
@@ -187,7 +195,8 @@ def r1_backward(D: nn.Module, real: Tensor, t: TrainingConfig, c: Tensor | None 
     """
     n = real.shape[0]
     total = real.new_zeros(())
-    for idx in mbstd_micro_batches(n, D.cfg.mbstd_group_size, t.r1_batch or n):
+    group = getattr(D.cfg, "mbstd_group_size", 1)  # the projected D has no minibatch-std layer
+    for idx in mbstd_micro_batches(n, group, t.r1_batch or n):
         idx = idx.to(real.device)
         real_req = real[idx].detach().requires_grad_(True)
         logits = D(real_req, **d_opts) if c is None else D(real_req, c=c[idx], **d_opts)
@@ -238,9 +247,10 @@ def training_step(
     dist = dist or Distributed()
     d_opts = dict(mixed_precision=mixed_precision, checkpoint_blocks=t.d_checkpoint)
     c_opts = [{} if gen_c is None else {"c": c} for c in (gen_c or (None, None))]  # per phase
-    stats = g_main(G, D, G_opt, gen_z[0], c_opts[0], t, d_opts, dist, cur_nimg, phase)
+    g_loss, d_loss = LOSSES[t.loss]
+    stats = g_main(G, D, G_opt, gen_z[0], c_opts[0], t, d_opts, dist, cur_nimg, phase, g_loss)
     stats |= d_main(G, D, D_opt, real, {} if real_c is None else {"c": real_c}, gen_z[1], c_opts[1], d_opts, dist,
-                    cur_nimg, phase)
+                    cur_nimg, phase, d_loss)
     if do_r1 and t.r1_gamma > 0:
         with phase("Dreg: R1 (forward, double backward, step)"):
             stats |= d_reg(D if D_reg is None else D_reg, D, D_opt, real, real_c, t, d_opts, dist, cur_nimg)
@@ -253,14 +263,14 @@ def training_step(
 
 
 def g_main(G: nn.Module, D: nn.Module, G_opt: torch.optim.Optimizer, z: Tensor, c_opts: dict, t: TrainingConfig,
-           d_opts: dict, dist: Distributed, cur_nimg: int, phase) -> dict[str, float]:
-    """Gmain: make D say "real" to fresh fakes (G's non-saturating loss), and step G."""
+           d_opts: dict, dist: Distributed, cur_nimg: int, phase, g_loss=LOSSES["logistic"][0]) -> dict[str, float]:
+    """Gmain: make D say "real" to fresh fakes (G's loss: non-saturating or hinge), and step G."""
     G.requires_grad_(True)
     D.requires_grad_(False)
     with phase("Gmain: G forward"):
         fake = G(z, tile=t.g_tile, **c_opts)
     with phase("Gmain: D forward"):
-        loss_G = g_nonsaturating_loss(D(fake, **d_opts, **c_opts))
+        loss_G = g_loss(D(fake, **d_opts, **c_opts))
     stats = dict(zip(["loss_G"], dist.mean(loss_G), strict=True))
     _check_finite("loss_G", stats["loss_G"], cur_nimg)
     _descend(loss_G, G, G_opt, dist, phase, "Gmain: backward (D and G)", "Gmain: Adam step")
@@ -279,8 +289,9 @@ def _descend(loss: Tensor, net: nn.Module, opt: torch.optim.Optimizer, dist: Dis
 
 
 def d_main(G: nn.Module, D: nn.Module, D_opt: torch.optim.Optimizer, real: Tensor, real_opts: dict, z: Tensor,
-           c_opts: dict, d_opts: dict, dist: Distributed, cur_nimg: int, phase) -> dict[str, float]:
-    """Dmain: D's logistic loss on reals and on fakes of G (no gradient to G), and step D."""
+           c_opts: dict, d_opts: dict, dist: Distributed, cur_nimg: int, phase,
+           d_loss=LOSSES["logistic"][1]) -> dict[str, float]:
+    """Dmain: D's loss (logistic or hinge) on reals and on fakes of G (no gradient to G), and step D."""
     G.requires_grad_(False)
     D.requires_grad_(True)
     with phase("Dmain: G forward (no grad)"), torch.no_grad():
@@ -288,7 +299,7 @@ def d_main(G: nn.Module, D: nn.Module, D_opt: torch.optim.Optimizer, real: Tenso
     with phase("Dmain: D forward (fake + real)"):
         fake_logits = D(fake, **d_opts, **c_opts)
         real_logits = D(real, **d_opts, **real_opts)
-        loss_D = d_logistic_loss(real_logits, fake_logits)
+        loss_D = d_loss(real_logits, fake_logits)
     stats = dict(zip(["loss_D", "D_real", "D_fake", "D_real_sign"], dist.mean(
         loss_D, real_logits.mean(), fake_logits.mean(), real_logits.sign().mean()), strict=True))
     _check_finite("loss_D", stats["loss_D"], cur_nimg)
@@ -331,7 +342,7 @@ class Run:
     """Everything a run needs, resolved from a preset or from a run directory to resume."""
 
     G_cfg: AnyGeneratorConfig
-    D_cfg: DiscriminatorConfig
+    D_cfg: AnyDiscriminatorConfig
     t: TrainingConfig
     options: RunOptions
     state: dict[str, Any] | None = None  # training state to resume from
@@ -397,7 +408,7 @@ def plan_run(
         if getattr(options, key) is None:
             setattr(options, key, saved_options[key])
     try:
-        G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
+        G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), discriminator_config_from_dict(state["D_cfg"])
     except (TypeError, ConfigError) as e:
         raise CheckpointError(f"{resume / STATE_NAME}: its configs are not readable ({e})") from e
     return Run(G_cfg, D_cfg, fitted(G_cfg, replace(t, **overrides)), options, state)
@@ -431,7 +442,7 @@ def _plan_fine_tuning(options: RunOptions, overrides: dict[str, Any]) -> Run:
     source = resolve_checkpoint(options.init_from)
     if (source / STATE_NAME).is_file():  # a run directory: G, D, G_ema and the recipe
         state = load_training_state(source / STATE_NAME)
-        G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), DiscriminatorConfig.from_dict(state["D_cfg"])
+        G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), discriminator_config_from_dict(state["D_cfg"])
         t = _recipe(source, state)[0]
         weights = {k: state[k] for k in ("G", "D", "G_ema")}
     else:  # an export: G_ema for G and G_ema, a new D, the default recipe
@@ -547,7 +558,7 @@ class Trainer:
         self.t, device = run.t, dist.device
         torch.manual_seed(self.t.seed)
         self.G = Generator.build(run.G_cfg).to(device).train()
-        self.D = Discriminator(run.D_cfg).to(device).train()
+        self.D = build_discriminator(run.D_cfg).to(device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.G_opt, self.D_opt = make_optimizers(self.G, self.D, self.t)
         t = self.t
@@ -674,7 +685,12 @@ class Trainer:
             save_grid(reals.float() / 127.5 - 1, self.run_dir / "samples" / "reals.png")
 
     def run(self) -> dict[str, Any]:
-        """Train until ``t.kimg``; returns the last tick's record (empty when there was nothing to do)."""
+        """Train until ``t.kimg``, or until the ``minutes`` budget, SIGTERM or Ctrl-C, each of which ends with a
+        checkpoint; returns the last tick's record (empty when there was nothing to do)."""
+        with StopRequest(self.options.minutes, self.log) as stop:
+            return self._run(stop)
+
+    def _run(self, stop: StopRequest) -> dict[str, Any]:
         t, dist, options = self.t, self.dist, self.options
         device = dist.device
         self._prepare_dir(t.grid_seeds)
@@ -702,7 +718,7 @@ class Trainer:
                 progress.update(t.batch)
                 progress.set_postfix_str(f"kimg {self.cur_nimg / 1000:.2f} | G {stats['loss_G']:.3f} | "
                                          f"D {stats['loss_D']:.3f}", refresh=False)
-            done = self.cur_nimg >= total_nimg
+            done = self.cur_nimg >= total_nimg or stop.due(dist)
             if not done and self.cur_nimg < tick_start_nimg + t.tick_kimg * 1000:
                 continue
             last = self._record(accum, beta, tick_start_nimg, tick_start_time, start_time)
@@ -717,12 +733,14 @@ class Trainer:
                 dist.wait_for_main("rank 0 to compute the metrics")
             accum = {}
             tick_start_nimg, tick_start_time = self.cur_nimg, time.time()
+            if done:
+                break
         for closing in (progress, writer):
             if closing is not None:
                 closing.close()
         if self.run_cfg.state is not None and not last:
             self.log(f"nothing to do: the run is already at {self.cur_nimg / 1000:.3f} kimg >= --kimg {t.kimg}")
-        return last
+        return {**last, "stopped": stop.reason} if stop.reason and last else last
 
     def _record(self, accum: dict[str, list[float]], beta: float, tick_start_nimg: int, tick_start_time: float,
                 start_time: float) -> dict[str, Any]:
