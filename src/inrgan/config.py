@@ -293,11 +293,18 @@ def generator_config_from_dict(data: dict[str, Any]) -> AnyGeneratorConfig:
     return FAMILY_CONFIGS[family].from_dict(data)
 
 
+def _check_d_images(resolution: int, img_channels: int) -> None:
+    """The images either discriminator takes: a power-of-two side >= 16, gray or RGB."""
+    if not _is_pow2(resolution) or resolution < 16:
+        raise ConfigError(f"discriminator resolution must be a power of two >= 16, got {resolution}")
+    if img_channels not in (1, 3):
+        raise ConfigError(f"img_channels must be 1 or 3, got {img_channels}")
+
+
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     """StyleGAN2 residual discriminator."""
 
-    architecture: str = "resnet"  # see ProjectedDiscriminatorConfig for "projected"
     resolution: int = 32
     img_channels: int = 3
     channel_base: int = 32768
@@ -307,12 +314,10 @@ class DiscriminatorConfig:
     num_fp16_res: int = 4  # highest-resolution blocks run in fp16 under CUDA mixed precision
     conv_clamp: float | None = 256.0  # clamp of conv outputs in fp16 blocks
     c_dim: int = 0  # classes of a conditional D (projection discriminator); 0: unconditional
+    architecture: str = "resnet"  # see ProjectedDiscriminatorConfig for "projected"
 
     def __post_init__(self) -> None:
-        if not _is_pow2(self.resolution) or self.resolution < 16:
-            raise ConfigError(f"discriminator resolution must be a power of two >= 16, got {self.resolution}")
-        if self.img_channels not in (1, 3):
-            raise ConfigError(f"img_channels must be 1 or 3, got {self.img_channels}")
+        _check_d_images(self.resolution, self.img_channels)
         if self.architecture != "resnet":
             raise ConfigError(f"DiscriminatorConfig is the resnet D's config, got architecture {self.architecture!r}")
 
@@ -347,10 +352,7 @@ class ProjectedDiscriminatorConfig:
         if self.architecture != "projected":
             raise ConfigError(f"ProjectedDiscriminatorConfig: architecture must be 'projected', got "
                               f"{self.architecture!r}")
-        if not _is_pow2(self.resolution) or self.resolution < 16:
-            raise ConfigError(f"discriminator resolution must be a power of two >= 16, got {self.resolution}")
-        if self.img_channels not in (1, 3):
-            raise ConfigError(f"img_channels must be 1 or 3, got {self.img_channels}")
+        _check_d_images(self.resolution, self.img_channels)
         if self.backbone not in ("lite0", "lite1"):
             raise ConfigError(f"backbone must be 'lite0' or 'lite1', got {self.backbone!r}")
         if self.backbone_resolution < 32 or self.backbone_resolution % 32:

@@ -125,11 +125,6 @@ class ProjectedDiscriminator(nn.Module):
                                    for c, s in zip(mixed, sizes, strict=True))
         self.embed = EqualLinear(cfg.c_dim, self.cmap_dim) if cfg.c_dim else None  # class -> cmap
 
-    def train(self, mode: bool = True) -> ProjectedDiscriminator:
-        super().train(mode)
-        self.backbone.eval()  # frozen: its batch norms are folded and it has no dropout, but keep it fixed
-        return self
-
     def features(self, img: Tensor, checkpoint_blocks: bool = False) -> list[Tensor]:
         """The backbone's activations at the four taps: [B, C_k, S / 4, ...], [..., S / 32]."""
         x = to_backbone_input(img, self.cfg.backbone_resolution)
