@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-index --no-deps "$(LOCAL_TORCH)" 2>/dev/null \
 		&& echo "setup: using the local $(LOCAL_TORCH) wheel" \
 		|| echo "setup: no local $(LOCAL_TORCH) wheel; pip installs torch from the index"
-	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,plot,serve]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,plot,serve,onnx]"
+	@if command -v npm >/dev/null; then \
+		$(BIN)/python -m inrgan.export fetch || echo "setup: could not fetch onnxruntime-web; the web export's tests will be skipped"; \
+	else echo "setup: no npm, so no onnxruntime-web for inrgan export --format web; its tests will be skipped"; fi
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "setup: installing Debian's dataset-fashion-mnist"; \
 		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \

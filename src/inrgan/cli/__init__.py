@@ -29,6 +29,7 @@ COMMANDS = {
     "showcase": "showcase",
     "serve": "serve",
     "probe": "probe",
+    "export": "export",
 }
 
 

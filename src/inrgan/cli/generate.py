@@ -48,7 +48,13 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return None if text is None else parse_numbers(text, 4, "--bbox")  # type: ignore[return-value]
 
 
-def load_generator(checkpoint: str, device: str = "cpu"):
+def load_generator(checkpoint: str, device: str = "cpu", onnx: bool = False):
+    """The generator of ``--checkpoint``; with ``onnx`` an inrgan ONNX file (``*.onnx``) too, rendered by
+    onnxruntime on the CPU (``inrgan.export.OnnxGenerator``)."""
+    from ..export.session import is_onnx_path
+
+    if is_onnx_path(checkpoint):
+        return load_onnx(checkpoint, device, onnx)
     from ..accel import Generator
 
     try:
@@ -57,8 +63,23 @@ def load_generator(checkpoint: str, device: str = "cpu"):
         raise click.ClickException(str(e)) from e
 
 
+def load_onnx(checkpoint: str, device: str, allowed: bool):
+    from ..export import ExportError, OnnxGenerator
+
+    if not allowed:
+        raise click.ClickException(f"{checkpoint}: this command takes a PyTorch checkpoint, not an ONNX file "
+                                   "(generate, video and interpolate take both)")
+    if device != "cpu":
+        raise click.BadParameter("an ONNX checkpoint renders on the CPU (onnxruntime)", param_hint="--device")
+    try:
+        return OnnxGenerator(checkpoint)
+    except ExportError as e:
+        raise click.ClickException(str(e)) from None
+
+
 @click.command()
-@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
+@click.option("--checkpoint", required=True,
+              help="Run directory, export, a shipped model's name (fashion-mnist-32), or an ONNX file (model.onnx).")
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,5,9.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
@@ -87,7 +108,7 @@ def command(checkpoint, seeds, out, truncation_psi, resolution, height, width, s
 
     set_threads(threads)
     seed_list = parse_seeds(seeds)
-    G = load_generator(checkpoint, device)
+    G = load_generator(checkpoint, device, onnx=True)
     cls = class_for(G, class_)
     box = parse_bbox(bbox)
     try:

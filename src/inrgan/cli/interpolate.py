@@ -22,7 +22,9 @@ def parse_spaces(text: str) -> list[str]:
 
 
 @click.command()
-@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
+@click.option("--checkpoint", required=True,
+              help="Run directory, export, a shipped model's name (fashion-mnist-32), or an ONNX file (model.onnx, "
+                   "--space z only).")
 @click.option("--seeds", default="0,1", show_default=True, help="Keyframe seeds, visited in order, e.g. 0,5,9.")
 @click.option("--space", default="w", show_default=True,
               help="z (spherical), w (linear), inr (linear in the generated INR weights), a list, or all.")
@@ -61,7 +63,10 @@ def command(checkpoint, seeds, space, out, steps, frames, gif, mp4, fps, loop, t
     width = width if width is not None else height
     from ..models.generator import seed_latents
 
-    G = load_generator(checkpoint, device)
+    G = load_generator(checkpoint, device, onnx=True)
+    if getattr(G, "renders_from_z", False) and spaces != ["z"]:
+        raise click.BadParameter("an ONNX checkpoint's graph starts at z: interpolate with --space z",
+                                 param_hint="--space")
     if "inr" in spaces and not G.has_inr:
         raise click.BadParameter(f"the {G.cfg.family} generator makes no INR parameters: interpolate in z or w",
                                  param_hint="--space")

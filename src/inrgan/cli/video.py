@@ -16,7 +16,8 @@ def parse_point(text: str | None) -> tuple[float, float] | None:
 
 
 @click.command()
-@click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
+@click.option("--checkpoint", required=True,
+              help="Run directory, export, a shipped model's name (fashion-mnist-32), or an ONNX file (model.onnx).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mode", type=click.Choice(["zoom", "pan"]), default="zoom", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .gif or .mp4.")
@@ -50,7 +51,7 @@ def command(checkpoint, seed, mode, out, frames, fps, height, width, bbox, cente
         raise click.BadParameter(f"{out}: use a .gif or .mp4 file name", param_hint="--out")
     if frames < 1:
         raise click.BadParameter("must be >= 1", param_hint="--frames")
-    G = load_generator(checkpoint, device)
+    G = load_generator(checkpoint, device, onnx=True)
     height = height or width or G.resolution
     width = width or height
     box = parse_bbox(bbox) or default_bbox(G.cfg.grid)
