@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inrgan.config import ProjectedDiscriminatorConfig
+from inrgan.config import ConfigError, ProjectedDiscriminatorConfig
 from inrgan.nets.efficientnet_lite import EfficientNetLite
 from inrgan.training.checkpoint import load_training_state
 from inrgan.training.loop import RunOptions, train
@@ -98,12 +98,12 @@ def test_sigterm_stops_with_a_checkpoint_that_resumes_exactly(tmp_path, tiny_dat
 # The projected D, on a randomly initialised backbone (the ImageNet weights are checked where installed).
 
 
-def _projected(c_dim=0, backbone_resolution=64):
+def _projected(c_dim=0, backbone_resolution=64, **heads):
     from inrgan.models.projected import ProjectedDiscriminator
 
     torch.manual_seed(0)
     cfg = ProjectedDiscriminatorConfig(resolution=32, img_channels=1, backbone_resolution=backbone_resolution,
-                                       ccm_channels=(8, 16, 16, 32), head_channels=16, c_dim=c_dim)
+                                       ccm_channels=(8, 16, 16, 32), head_channels=16, c_dim=c_dim, **heads)
     return ProjectedDiscriminator(cfg, backbone=EfficientNetLite("lite1"))
 
 
@@ -132,6 +132,25 @@ def test_projected_d_shapes_taps_and_state():
         D(torch.zeros(1, 3, 32, 32))
     Dc = _projected(c_dim=3)
     assert Dc(torch.zeros(2, 1, 32, 32), c=torch.eye(3)[:2]).shape == (2, 4)
+
+
+def test_projected_head_options_batch_norm_and_minibatch_std():
+    D = _projected(head_norm="batch", head_mbstd=2).eval()
+    # BatchNorm after each stride-2 conv (no conv bias before it); the 16x16 head has two of them
+    norms = [m for m in D.heads[0].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2 and all(m.bias is None for m in D.heads[0].net if isinstance(m, torch.nn.Conv2d))
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    out = D(x)
+    assert out.shape == (4, 4)
+    # minibatch std over groups of 2, strided over the batch: samples 0 and 2 share a group, 1 and 3 another
+    y = x.clone()
+    y[2] = torch.rand(1, 32, 32) * 2 - 1
+    moved = (D(y) - out).abs().amax(dim=1)
+    assert moved[0] > 0 and moved[2] > 0 and moved[1] == 0 and moved[3] == 0
+    with pytest.raises(ConfigError, match="head_mbstd"):
+        ProjectedDiscriminatorConfig(head_mbstd=-1)
+    with pytest.raises(ConfigError, match="head_norm"):
+        ProjectedDiscriminatorConfig(head_norm="layer")
 
 
 def test_projected_d_gradients_reach_the_image_and_the_heads_only():

@@ -345,6 +345,8 @@ class ProjectedDiscriminatorConfig:
     backbone_resolution: int = 64  # images are resized (bilinear) to this square before the backbone
     ccm_channels: tuple[int, ...] = (64, 128, 256, 512)  # per scale, after the random 1x1 projections
     head_channels: int = 128  # width of the heads' stride-2 convolutions
+    head_norm: str = "none"  # "batch": BatchNorm after each stride-2 convolution of the heads, as in the paper
+    head_mbstd: int = 0  # minibatch-std group size before each head's last convolution; 0: none
     projection_seed: int = 0  # seed of the fixed random projections (CCM and CSM)
     c_dim: int = 0  # classes of a conditional D (projection per head); 0: unconditional
 
@@ -358,6 +360,10 @@ class ProjectedDiscriminatorConfig:
         if self.backbone_resolution < 32 or self.backbone_resolution % 32:
             raise ConfigError(f"backbone_resolution must be a multiple of 32 (the backbone's stride), got "
                               f"{self.backbone_resolution}")
+        if self.head_norm not in ("none", "batch"):
+            raise ConfigError(f"head_norm must be 'none' or 'batch', got {self.head_norm!r}")
+        if self.head_mbstd < 0:
+            raise ConfigError(f"head_mbstd must be a group size >= 0, got {self.head_mbstd}")
         if len(self.ccm_channels) != 4 or min(self.ccm_channels) < 1 or self.head_channels < 1:
             raise ConfigError(f"ccm_channels must be 4 positive widths (one per scale), got {self.ccm_channels}")
 
@@ -391,6 +397,7 @@ class TrainingConfig:
     batch: int = 32
     kimg: float = 25000.0
     lr: float = 0.0025  # base learning rate, before the lazy-regularisation correction
+    d_lr: float | None = None  # D's, where it differs from G's
     betas: tuple[float, float] = (0.0, 0.99)
     eps: float = 1e-8
     r1_gamma: float = 10.0
@@ -435,6 +442,8 @@ class TrainingConfig:
             raise ConfigError("aug_target (--aug-target) must lie in (0, 1) and ada_kimg be positive")
         if self.batch < 1:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
+        if self.lr <= 0 or (self.d_lr is not None and self.d_lr <= 0):
+            raise ConfigError(f"lr and d_lr must be positive, got {self.lr} and {self.d_lr}")
         if self.freeze_d < 0:
             raise ConfigError(f"freeze_d (--freeze-d) must be >= 0, got {self.freeze_d}")
         if self.r1_interval < 1 or self.g_reg_interval < 1:
@@ -510,14 +519,24 @@ def _release(name: str, description: str, *, extra: bool, bilinear: bool):
     return build
 
 
-def _small_d(resolution: int, img_channels: int) -> DiscriminatorConfig:
-    return DiscriminatorConfig(resolution=resolution, img_channels=img_channels, channel_base=2048, channel_max=128)
+# The CPU recipes. v1 (cpu-32-v1, cpu-64): D of 64 to 128 channels, lr 0.0025, R1 gamma by StyleGAN2-ADA's
+# rule 0.0002 R^2 / batch. v2 (cpu-32, the baselines and the ladder), chosen by the recipe sweep of
+# docs/training.md ("Quality per CPU-hour"): D at half the width (32 to 64 channels, a quarter of its FLOPs:
+# 2x the images per second), twice the learning rate, and gamma 1.0.
+V1_D, V2_D = (2048, 128), (1024, 64)  # D's (channel_base, channel_max)
+V1_LR, V2_LR = 0.0025, 0.005
+V2_GAMMA = 1.0
 
 
-def _small_training(resolution: int) -> TrainingConfig:
-    # StyleGAN2-ADA's small-batch rule: EMA half-life batch * 10 / 32 kimg, gamma scaled to R^2.
-    return TrainingConfig(batch=16, ema_kimg=16 * 10 / 32, r1_gamma=0.0002 * resolution**2 / 16, tick_kimg=1.0,
-                          snapshot_ticks=5)
+def _small_d(resolution: int, img_channels: int, width: tuple[int, int] = V2_D) -> DiscriminatorConfig:
+    return DiscriminatorConfig(resolution=resolution, img_channels=img_channels, channel_base=width[0],
+                               channel_max=width[1])
+
+
+def _small_training(resolution: int, version: int = 2) -> TrainingConfig:
+    # StyleGAN2-ADA's small-batch rule: EMA half-life batch * 10 / 32 kimg (and v1's gamma scaled to R^2).
+    lr, gamma = (V2_LR, V2_GAMMA) if version == 2 else (V1_LR, 0.0002 * resolution**2 / 16)
+    return TrainingConfig(batch=16, lr=lr, ema_kimg=16 * 10 / 32, r1_gamma=gamma, tick_kimg=1.0, snapshot_ticks=5)
 
 
 def _small_g(resolution: int, img_channels: int, first_grid: int) -> GeneratorConfig:
@@ -536,11 +555,12 @@ def _small_g(resolution: int, img_channels: int, first_grid: int) -> GeneratorCo
     )
 
 
-def _small(name: str, default_res: int, description: str):
+def _small(name: str, default_res: int, description: str, version: int = 2):
     def build(resolution: int = default_res, img_channels: int = 3) -> Preset:
         g = _small_g(resolution, img_channels, min(8, resolution))
-        return Preset(name=name, description=description, G=g, D=_small_d(resolution, img_channels),
-                      training=_small_training(resolution))
+        return Preset(name=name, description=description, G=g,
+                      D=_small_d(resolution, img_channels, V2_D if version == 2 else V1_D),
+                      training=_small_training(resolution, version))
 
     return build
 
@@ -599,17 +619,20 @@ def _fmm_one_scale_g(resolution: int, img_channels: int) -> GeneratorConfig:
 
 def _projected(resolution: int = 32, img_channels: int = 3) -> Preset:
     # cpu-32's generator against Projected GAN's discriminator: EfficientNet-Lite1 at 64^2, hinge loss,
-    # DiffAugment, no R1 (docs/training.md, "Quality per CPU-hour": built, not yet tuned)
+    # DiffAugment, no R1, lr 0.0025 (docs/training.md, "Quality per CPU-hour": on this G and data it collapses
+    # to a few modes within the sweep's budget, whatever its lr, batch, heads or backbone resolution)
     base = _small("cpu-32", 32, "")(resolution, img_channels)
     return Preset(name="cpu-32-projected", description="cpu-32's G against a projected D (EfficientNet-Lite1 "
-                  "features, hinge loss, DiffAugment); experimental, not yet tuned",
+                  "features, hinge loss, DiffAugment); experimental: it collapses here (docs/training.md)",
                   G=base.G, D=ProjectedDiscriminatorConfig(resolution=resolution, img_channels=img_channels),
-                  training=replace(base.training, loss="hinge", r1_gamma=0.0, aug="diffaugment"))
+                  training=replace(base.training, lr=V1_LR, loss="hinge", r1_gamma=0.0, aug="diffaugment"))
 
 
 PRESETS = {
-    "cpu-32": _small("cpu-32", 32, "small INR-GAN that trains on a 2-core CPU at 32x32 (default)"),
-    "cpu-64": _small("cpu-64", 64, "small INR-GAN that trains on a CPU at 64x64"),
+    "cpu-32": _small("cpu-32", 32, "small INR-GAN that trains on a 2-core CPU at 32x32 (default; recipe v2)"),
+    "cpu-32-v1": _small("cpu-32-v1", 32, "cpu-32's first recipe: D twice as wide, lr 0.0025, gamma 0.0128",
+                        version=1),
+    "cpu-64": _small("cpu-64", 64, "small INR-GAN that trains on a CPU at 64x64 (recipe v1)", version=1),
     "cpu-32-projected": _projected,
     "stylegan2": _family("stylegan2", 32, "StyleGAN2 baseline of about cpu-32's size (renders its own grid only)",
                          _stylegan2_g),

@@ -1,4 +1,4 @@
-"""inrgan metrics: FID, KID and precision/recall of a run or export against a dataset, with the protocol."""
+"""inrgan metrics: FID, KID, precision/recall and the classifier scores of a run or export against a dataset, with the protocol."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def format_value(record: dict[str, Any]) -> str:
     name, results = record["metric"], record["results"]
     if f"{name}_precision" in results:
         return f"precision {results[f'{name}_precision']:.4f}, recall {results[f'{name}_recall']:.4f}"
+    if f"{name}_confidence" in results:
+        real = record["protocol"]["real_test_scores"]
+        return (f"score {results[f'{name}_score']:.2f}, confidence {results[f'{name}_confidence']:.3f}, class entropy "
+                f"{results[f'{name}_class_entropy']:.3f}, smallest class {results[f'{name}_min_class_share']:.3f} "
+                f"(test images: {real['score']:.2f}, {real['confidence']:.3f}, {real['class_entropy']:.3f}, "
+                f"{real['min_class_share']:.3f})")
     if f"{name}_std" in results:
         return f"{results[name]:.5f} ± {results[f'{name}_std']:.5f}"
     return f"{results[name]:.3f}"
@@ -31,18 +37,24 @@ def format_table(records: list[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     p = records[0]["protocol"]
-    sha = p["weights_sha256"] or "random weights"
+    lines.append("")
+    for q in {r["protocol"]["extractor"]: r["protocol"] for r in records}.values():
+        sha = q["weights_sha256"] or "random weights"
+        lines += [
+            f"extractor   {q['extractor']} ({q['feature_dim']}-d), weights {q['weights_file']} sha256 {sha}",
+            f"input       {q['input_size']}x{q['input_size']}, resize {q['resize_filter']}, "
+            f"{q['normalisation']}, grayscale {q['grayscale']}",
+        ]
+        if "classifier_test_accuracy" in q:
+            lines.append(f"classifier  trained here on Fashion-MNIST's training split, test accuracy "
+                         f"{q['classifier_test_accuracy']:.4f}")
     lines += [
-        "",
-        f"extractor   {p['extractor']} ({p['feature_dim']}-d), weights {p['weights_file']} sha256 {sha}",
-        f"input       {p['input_size']}x{p['input_size']}, resize {p['resize_filter']}, "
-        f"{p['normalisation']}, grayscale {p['grayscale']}",
         f"generator   resolution {p['resolution']}, truncation psi {p['truncation_psi']}, seed {p['seed']}",
         f"real data   {p['dataset']} (fingerprint {(p['dataset_fingerprint'] or 'none')[:16]}), "
         f"cached statistics: {records[0]['real_stats_cache']}",
         f"time        {records[0]['time_s']:.1f} s",
     ]
-    if any(not r["comparable_to_published"] for r in records if not r["metric"].startswith("pr")):
+    if any(not r["comparable_to_published"] for r in records if r["metric"][:2] in ("fi", "ki")):
         lines.append("note        not comparable to published FID/KID, which use the standard Inception network "
                      "and its published weights (--features inception)")
     return "\n".join(lines)
@@ -52,7 +64,8 @@ def format_table(records: list[dict[str, Any]]) -> str:
 @click.option("--checkpoint", required=True, help="Run directory, export, or a shipped model's name (fashion-mnist-32).")
 @click.option("--data", required=True, help="Real images: fashion-mnist, a folder or a zip.")
 @click.option("--metrics", "metric_names", default="fid10k,kid10k,pr10k", show_default=True,
-              help="Comma-separated: fid50k, fid10k_full, kid10k, pr10k, fid1k, fid500, ...")
+              help="Comma-separated: fid50k, fid10k_full, kid10k, pr10k, fid1k, fid500, ...; cls2k: a "
+                   "Fashion-MNIST classifier's confidence and class balance on the samples (Fashion-MNIST only).")
 @click.option("--features", type=click.Choice(EXTRACTORS), default="effnet-lite0", show_default=True,
               help="Feature extractor: inception (standard FID, needs its weights file) or effnet-lite0 "
                    "(offline, not comparable to published numbers).")

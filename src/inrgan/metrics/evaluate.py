@@ -68,6 +68,8 @@ class Metric:
                       tuple[float, dict[str, float], dict[str, Any]]]
     needs_real_features: bool
     comparable: bool = True  # to published numbers, where the extractor is the standard one
+    # A metric on a network of its own: (dataset, cache_dir) -> its extractor; it then gets no real statistics
+    own_extractor: Callable[[Sequence, Path], Any] | None = None
 
 
 METRICS: dict[str, Metric] = {}
@@ -273,6 +275,25 @@ register_metric(Metric("kid", _kid, needs_real_features=True))
 register_metric(Metric("pr", _pr, needs_real_features=True, comparable=False))
 
 
+def _classifier(dataset: Sequence, cache_dir: Path):
+    from .classifier import fashion_classifier
+
+    if getattr(dataset, "name", None) != "fashion-mnist":
+        raise MetricsError(f"the cls metric is a Fashion-MNIST classifier's; the data is "
+                           f"{getattr(dataset, 'name', type(dataset).__name__)!r}")
+    return fashion_classifier(dataset.source, cache_dir, log=lambda m: None)
+
+
+def _cls(spec: MetricSpec, real: dict[str, np.ndarray], fake: np.ndarray, seed: int, num_real: int):
+    from .classifier import class_scores
+
+    scores = class_scores(fake)
+    return scores["score"], {f"{spec.name}_{k}": v for k, v in scores.items()}, {}
+
+
+register_metric(Metric("cls", _cls, needs_real_features=False, comparable=False, own_extractor=_classifier))
+
+
 def evaluate(
     G: nn.Module,
     dataset: Sequence,
@@ -317,6 +338,14 @@ def evaluate(
     start = time.perf_counter()
     specs = [parse_metric(m) for m in metrics]
     resolution = _check_request(G, dataset, specs)
+    cache_dir = Path(cache_dir or default_cache_dir())
+    order = [s.name for s in specs]
+    own = [s for s in specs if METRICS[s.kind].own_extractor]
+    specs = [s for s in specs if not METRICS[s.kind].own_extractor]
+    records = [_own_record(G, dataset, spec, resolution, truncation_psi, seed, batch_size, progress, cache_dir, dist)
+               for spec in own]
+    if not specs:
+        return [] if dist is not None and not dist.is_main else _timed(records, start, order)
     extractor = features if isinstance(features, FeatureExtractor) else build_extractor(features, device,
                                                                                         inception_weights)
     dataset_fingerprint = dataset_fingerprint or _fingerprint(dataset)
@@ -326,14 +355,31 @@ def evaluate(
         return []
     n_reals = [s.num_real(len(dataset), num_real) for s in specs]
     real = {n: real_statistics(dataset, extractor, n, resolution, _need_real_features(specs, n_reals, n),
-                               dataset_fingerprint, Path(cache_dir or default_cache_dir()), batch_size, progress)
+                               dataset_fingerprint, cache_dir, batch_size, progress)
             for n in sorted(set(n_reals))}  # num_real -> (statistics, cache status)
     protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__), "dataset_fingerprint": dataset_fingerprint,
                 "resolution": resolution, "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
-    records = [_record(spec, real[n], fake[: spec.num_gen], seed, n, len(dataset), protocol, extractor.comparable)
-               for spec, n in zip(specs, n_reals, strict=True)]
-    elapsed = round(time.perf_counter() - start, 3)  # the whole call: generated features are shared by its metrics
-    return [{**record, "time_s": elapsed} for record in records]
+    records += [_record(spec, real[n], fake[: spec.num_gen], seed, n, len(dataset), protocol, extractor.comparable)
+                for spec, n in zip(specs, n_reals, strict=True)]
+    return _timed(records, start, order)
+
+
+def _timed(records: list[dict[str, Any]], start: float, order: list[str]) -> list[dict[str, Any]]:
+    """The records in the order asked for, each with the whole call's time (its metrics share the images)."""
+    elapsed = round(time.perf_counter() - start, 3)
+    return sorted(({**record, "time_s": elapsed} for record in records), key=lambda r: order.index(r["metric"]))
+
+
+def _own_record(G: nn.Module, dataset: Sequence, spec: MetricSpec, resolution: int, truncation_psi: float,
+                seed: int, batch_size: int, progress: bool, cache_dir: Path, dist: Distributed | None):
+    """The record of a metric on a network of its own (``cls``): the generated images only, no real statistics."""
+    extractor = METRICS[spec.kind].own_extractor(dataset, cache_dir)
+    fake = generated_features(G, extractor, spec.num_gen, resolution, truncation_psi, seed, batch_size, progress, dist)
+    protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__), "dataset_fingerprint": _fingerprint(dataset),
+                "resolution": resolution, "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
+    record = _record(spec, ({}, "off"), fake, seed, 0, len(dataset), protocol, False)
+    record["protocol"]["real_subset"] = "none: the generated images' scores (the test images' are real_test_scores)"
+    return record
 
 
 def _fingerprint(dataset: Sequence) -> str | None:

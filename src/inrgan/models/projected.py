@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ProjectedDiscriminatorConfig
 from ..nets import efficientnet_lite
-from .discriminator import check_d_input
+from .discriminator import check_d_input, minibatch_std
 from .layers import EqualLinear, normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -77,20 +77,29 @@ def random_projection(c_in: int, c_out: int, gen: torch.Generator) -> Tensor:
 class Head(nn.Module):
     """One scale's trainable discriminator: [B, C, S, S] -> [B, out] (out = 1, or cmap_dim when conditional).
 
-    Spectrally normalised 4x4 stride-2 convolutions with leaky ReLU halve the map down to 4x4 (or less), then one
-    convolution over the whole map gives the output."""
+    Spectrally normalised 4x4 stride-2 convolutions with leaky ReLU (and BatchNorm between them with
+    ``batch_norm``) halve the map down to 4x4 (or less), then one convolution over the whole map gives the output;
+    with ``mbstd_group_size``, it also sees the features' standard deviation over groups of that many samples
+    (StyleGAN's minibatch std, against mode collapse)."""
 
-    def __init__(self, c_in: int, size: int, channels: int, out: int) -> None:
+    def __init__(self, c_in: int, size: int, channels: int, out: int, batch_norm: bool = False,
+                 mbstd_group_size: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         while size > 4:
-            layers += [spectral_norm(nn.Conv2d(c_in, channels, 4, stride=2, padding=1)), nn.LeakyReLU(LRELU_SLOPE)]
+            conv = spectral_norm(nn.Conv2d(c_in, channels, 4, stride=2, padding=1, bias=not batch_norm))
+            layers += [conv, nn.BatchNorm2d(channels), nn.LeakyReLU(LRELU_SLOPE)] if batch_norm else \
+                [conv, nn.LeakyReLU(LRELU_SLOPE)]
             c_in, size = channels, size // 2
-        layers.append(spectral_norm(nn.Conv2d(c_in, out, size)))
         self.net = nn.Sequential(*layers)
+        self.mbstd_group_size = mbstd_group_size
+        self.out = spectral_norm(nn.Conv2d(c_in + (1 if mbstd_group_size else 0), out, size))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten(1)  # [B, out]
+        x = self.net(x)  # [B, C, <=4, <=4]
+        if self.mbstd_group_size:
+            x = minibatch_std(x, self.mbstd_group_size, 1)  # [B, C + 1, ...]
+        return self.out(x).flatten(1)  # [B, out]
 
 
 class ProjectedDiscriminator(nn.Module):
@@ -121,7 +130,8 @@ class ProjectedDiscriminator(nn.Module):
             self.register_buffer(f"csm{k}", random_projection(mixed[k + 1], mixed[k], gen))
         sizes = [cfg.backbone_resolution // s for s in (4, 8, 16, 32)]
         self.cmap_dim = cfg.head_channels if cfg.c_dim else 0
-        self.heads = nn.ModuleList(Head(c, s, cfg.head_channels, self.cmap_dim or 1)
+        self.heads = nn.ModuleList(Head(c, s, cfg.head_channels, self.cmap_dim or 1, cfg.head_norm == "batch",
+                                        cfg.head_mbstd)
                                    for c, s in zip(mixed, sizes, strict=True))
         self.embed = EqualLinear(cfg.c_dim, self.cmap_dim) if cfg.c_dim else None  # class -> cmap
 

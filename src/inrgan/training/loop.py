@@ -154,14 +154,17 @@ class StreamBatchSampler:
 
 
 def make_optimizers(G: nn.Module, D: nn.Module, t: TrainingConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for G and D with the lazy-regularisation correction of lr and betas (ratio = k / (k + 1))."""
+    """Adam for G (``lr``) and D (``d_lr``, default ``lr``) with the lazy-regularisation correction of lr and
+    betas (ratio = k / (k + 1))."""
 
-    def adam(params: list[nn.Parameter], interval: int) -> torch.optim.Adam:
+    def adam(params: list[nn.Parameter], interval: int, lr: float) -> torch.optim.Adam:
         ratio = interval / (interval + 1)
         betas = (t.betas[0] ** ratio, t.betas[1] ** ratio)
-        return torch.optim.Adam(params, lr=t.lr * ratio, betas=betas, eps=t.eps)
+        return torch.optim.Adam(params, lr=lr * ratio, betas=betas, eps=t.eps)
 
-    return adam(list(G.parameters()), t.g_reg_interval), adam(trainable_d_params(D, t.freeze_d), t.r1_interval)
+    d_lr = t.lr if t.d_lr is None else t.d_lr
+    return (adam(list(G.parameters()), t.g_reg_interval, t.lr),
+            adam(trainable_d_params(D, t.freeze_d), t.r1_interval, d_lr))
 
 
 def trainable_d_params(D: nn.Module, freeze: int) -> list[nn.Parameter]:
