@@ -3,6 +3,7 @@
     python benchmarks/recipe_sweep.py run --root R --candidates A,B [--seed 0] [--legs 5,10,25]
     python benchmarks/recipe_sweep.py score --root R [--metrics fid2k,pr2k,cls2k]
     python benchmarks/recipe_sweep.py table --root R
+    python benchmarks/recipe_sweep.py markdown --root R
     python benchmarks/recipe_sweep.py plot --root R --out fid_vs_minutes.png
 
 **run** trains each candidate (Fashion-MNIST, 32^2, one thread) in legs of wall clock: the first leg is
@@ -138,7 +139,7 @@ def score(root: Path, metrics: str, match: str = "*-s*") -> None:
         out.with_suffix(".tmp").replace(out)
 
 
-def table(root: Path) -> list[dict]:
+def table(root: Path, quiet: bool = False) -> list[dict]:
     rows = []
     for leg in sorted(root.glob("*-s*/leg-*min")):
         info = json.loads((leg / "leg.json").read_text())
@@ -149,8 +150,21 @@ def table(root: Path) -> list[dict]:
             if "real_test_scores" in record["protocol"]:
                 row[f"{record['metric']}_class_shares"] = record["results"][f"{record['metric']}_class_shares"]
         rows.append(row)
-        print(json.dumps(row))
+        if not quiet:
+            print(json.dumps(row))
     return rows
+
+
+def markdown(root: Path) -> None:
+    """The table of docs/training.md: one row per candidate, seed and leg."""
+    print("| candidate | seed | minutes | kimg | img/s | FID2k | precision | recall | cls score | confidence "
+          "| smallest class |")
+    print("|---" * 11 + "|")
+    for r in table(root, quiet=True):
+        if "fid2k" in r:
+            print(f"| `{r['candidate']}` | {r['seed']} | {r['minutes']:g} | {r['kimg']:.1f} | {r['img_per_s']:.1f} "
+                  f"| {r['fid2k']:.1f} | {r['pr2k_precision']:.3f} | {r['pr2k_recall']:.3f} | {r['cls2k_score']:.2f} "
+                  f"| {r['cls2k_confidence']:.2f} | {r['cls2k_min_class_share']:.3f} |")
 
 
 def plot(root: Path, out: Path, metric: str = "fid2k") -> None:
@@ -161,7 +175,7 @@ def plot(root: Path, out: Path, metric: str = "fid2k") -> None:
     import matplotlib.pyplot as plt
 
     lines: dict[str, list[tuple[float, float]]] = {}
-    for row in table(root):
+    for row in table(root, quiet=True):
         if metric in row:
             lines.setdefault(f"{row['candidate']} (seed {row['seed']})", []).append((row["minutes"], row[metric]))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -178,7 +192,7 @@ def plot(root: Path, out: Path, metric: str = "fid2k") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("run", "score", "table", "plot"))
+    parser.add_argument("mode", choices=("run", "score", "table", "markdown", "plot"))
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--candidates", default="proj")
     parser.add_argument("--seed", type=int, default=0)
@@ -193,6 +207,8 @@ def main() -> None:
             run_candidate(args.root, name, args.seed, [float(m) for m in args.legs.split(",")])
     elif args.mode == "score":
         score(args.root, args.metrics, args.match)
+    elif args.mode == "markdown":
+        markdown(args.root)
     elif args.mode == "plot":
         plot(args.root, args.out)
     else:

@@ -378,7 +378,7 @@ def _own_record(G: nn.Module, dataset: Sequence, spec: MetricSpec, resolution: i
     protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__), "dataset_fingerprint": _fingerprint(dataset),
                 "resolution": resolution, "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
     record = _record(spec, ({}, "off"), fake, seed, 0, len(dataset), protocol, False)
-    record["protocol"]["real_subset"] = "none: the generated images' scores (the test images' are real_test_scores)"
+    record["protocol"]["real_subset"] = "none"  # the reference is the test images' scores, real_test_scores
     return record
 
 
