@@ -358,7 +358,7 @@ def test_a_registered_metric_is_parsed_and_evaluated_like_the_others(monkeypatch
     expected = np.linalg.norm(extractor(fake).double().numpy().mean(0) - extractor(real).double().numpy().mean(0))
     assert record["value"] == pytest.approx(expected, rel=1e-5) and record["protocol"]["what"].startswith("|mean")
     assert record["comparable_to_published"] is False  # the tiny extractor is not the standard one
-    assert sorted(METRICS) == ["fid", "kid", "meandist", "pr"]
+    assert sorted(METRICS) == ["cls", "fid", "kid", "meandist", "pr"]
 
 
 def test_evaluate_caches_real_statistics(tmp_path):
