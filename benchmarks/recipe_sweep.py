@@ -79,6 +79,9 @@ CANDIDATES = {
 }
 
 
+LABELS = {"old": "recipe v1 (cpu-32-v1)", "new": "recipe v2 (cpu-32)"}
+
+
 def _leg_dir(run: Path, minutes: float) -> Path:
     return run / f"leg-{minutes:g}min"
 
@@ -160,7 +163,7 @@ def markdown(root: Path) -> None:
     print("| candidate | seed | minutes | kimg | img/s | FID2k | precision | recall | cls score | confidence "
           "| smallest class |")
     print("|---" * 11 + "|")
-    for r in table(root, quiet=True):
+    for r in sorted(table(root, quiet=True), key=lambda r: (r["candidate"], r["seed"], r["minutes"])):
         if "fid2k" in r:
             print(f"| `{r['candidate']}` | {r['seed']} | {r['minutes']:g} | {r['kimg']:.1f} | {r['img_per_s']:.1f} "
                   f"| {r['fid2k']:.1f} | {r['pr2k_precision']:.3f} | {r['pr2k_recall']:.3f} | {r['cls2k_score']:.2f} "
@@ -177,7 +180,8 @@ def plot(root: Path, out: Path, metric: str = "fid2k") -> None:
     lines: dict[str, list[tuple[float, float]]] = {}
     for row in table(root, quiet=True):
         if metric in row:
-            lines.setdefault(f"{row['candidate']} (seed {row['seed']})", []).append((row["minutes"], row[metric]))
+            name = LABELS.get(row["candidate"], row["candidate"])
+            lines.setdefault(f"{name}, seed {row['seed']}", []).append((row["minutes"], row[metric]))
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, points in sorted(lines.items()):
         xs, ys = zip(*sorted(points), strict=True)
