@@ -153,6 +153,21 @@ def test_projected_head_options_batch_norm_and_minibatch_std():
         ProjectedDiscriminatorConfig(head_norm="layer")
 
 
+def test_d_lr_sets_d_learning_rate_only():
+    from inrgan.config import TrainingConfig
+    from inrgan.training.loop import make_optimizers
+
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    t = TrainingConfig(lr=0.004, d_lr=0.001, r1_interval=16, g_reg_interval=4)
+    G_opt, D_opt = make_optimizers(G, D, t)
+    assert G_opt.param_groups[0]["lr"] == pytest.approx(0.004 * 4 / 5)  # the lazy-regularisation correction
+    assert D_opt.param_groups[0]["lr"] == pytest.approx(0.001 * 16 / 17)
+    _, D_opt = make_optimizers(G, D, TrainingConfig(lr=0.004, r1_interval=16))
+    assert D_opt.param_groups[0]["lr"] == pytest.approx(0.004 * 16 / 17)
+    with pytest.raises(ConfigError, match="d_lr"):
+        TrainingConfig(d_lr=0.0)
+
+
 def test_projected_d_gradients_reach_the_image_and_the_heads_only():
     D = _projected()
     img = (torch.rand(2, 1, 32, 32) * 2 - 1).requires_grad_(True)

@@ -357,11 +357,17 @@ def evaluate(
     real = {n: real_statistics(dataset, extractor, n, resolution, _need_real_features(specs, n_reals, n),
                                dataset_fingerprint, cache_dir, batch_size, progress)
             for n in sorted(set(n_reals))}  # num_real -> (statistics, cache status)
-    protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__), "dataset_fingerprint": dataset_fingerprint,
-                "resolution": resolution, "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
+    protocol = _protocol(dataset, dataset_fingerprint, resolution, truncation_psi, seed, extractor)
     records += [_record(spec, real[n], fake[: spec.num_gen], seed, n, len(dataset), protocol, extractor.comparable)
                 for spec, n in zip(specs, n_reals, strict=True)]
     return _timed(records, start, order)
+
+
+def _protocol(dataset: Sequence, fingerprint: str | None, resolution: int, truncation_psi: float, seed: int,
+              extractor) -> dict[str, Any]:
+    """What every record of one call shares: the data, the rendering, the seed and the extractor's protocol."""
+    return {"dataset": getattr(dataset, "name", type(dataset).__name__), "dataset_fingerprint": fingerprint,
+            "resolution": resolution, "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
 
 
 def _timed(records: list[dict[str, Any]], start: float, order: list[str]) -> list[dict[str, Any]]:
@@ -375,8 +381,7 @@ def _own_record(G: nn.Module, dataset: Sequence, spec: MetricSpec, resolution: i
     """The record of a metric on a network of its own (``cls``): the generated images only, no real statistics."""
     extractor = METRICS[spec.kind].own_extractor(dataset, cache_dir)
     fake = generated_features(G, extractor, spec.num_gen, resolution, truncation_psi, seed, batch_size, progress, dist)
-    protocol = {"dataset": getattr(dataset, "name", type(dataset).__name__), "dataset_fingerprint": _fingerprint(dataset),
-                "resolution": resolution, "truncation_psi": truncation_psi, "seed": seed, **extractor.protocol()}
+    protocol = _protocol(dataset, _fingerprint(dataset), resolution, truncation_psi, seed, extractor)
     record = _record(spec, ({}, "off"), fake, seed, 0, len(dataset), protocol, False)
     record["protocol"]["real_subset"] = "none"  # the reference is the test images' scores, real_test_scores
     return record
