@@ -522,7 +522,7 @@ def _release(name: str, description: str, *, extra: bool, bilinear: bool):
 # The CPU recipes. v1 (cpu-32-v1, cpu-64): D of 64 to 128 channels, lr 0.0025, R1 gamma by StyleGAN2-ADA's
 # rule 0.0002 R^2 / batch. v2 (cpu-32, the baselines and the ladder), chosen by the recipe sweep of
 # docs/training.md ("Quality per CPU-hour"): D at half the width (32 to 64 channels, a quarter of its FLOPs:
-# 2x the images per second), twice the learning rate, and gamma 1.0.
+# 1.8x the images per second), twice the learning rate, and gamma 1.0.
 V1_D, V2_D = (2048, 128), (1024, 64)  # D's (channel_base, channel_max)
 V1_LR, V2_LR = 0.0025, 0.005
 V2_GAMMA = 1.0
