@@ -1,30 +1,35 @@
-"""Issue 17's measurements: INR-GAN against StyleGAN2 and CIPS, and the ablation ladder, at one budget.
+"""Issue 27's measurements: the ablation ladder and INR-GAN against StyleGAN2 and CIPS, at one budget.
 
     python benchmarks/ladder.py speed  [--out docs/results/ladder/speed.json]  # sizes, MACs, G forward img/s
-    python benchmarks/ladder.py train  --root R [--presets P,...] [--seeds 0,1]  # the equal-budget runs
-    python benchmarks/ladder.py probe  --root R                                # geometric prior, path lengths
-    python benchmarks/ladder.py report --root R                                # the tables of docs/fidelity.md
+    python benchmarks/ladder.py run    [--presets P,...] [--seeds 0,1]          # the queue of equal-budget runs
+    python benchmarks/ladder.py report [--write docs/fidelity.md]              # the tables, from the results
 
 **speed** builds every preset (1 channel, 32^2) and times G's forward pass (``inrgan.Generator``: the fast
 path for the INR-GAN family, the reference render for the others) at the training grid and at 4x the
 density (128^2; StyleGAN2 renders its training grid only), batch 16, one thread, in interleaved rounds so
 that every preset meets the same background load; the median round is kept.
 
-**train** runs, per preset and seed, the plain commands (printed, and kept in R/commands.txt)::
+**run** is a queue of runs that each finish: per preset and seed, one training of BUDGET_KIMG on one thread
+(sized so that the slowest preset takes at most about an hour), then its evaluation, then (cpu-32 and
+stylegan2) the geometric probe. The plain commands are printed and kept in RESULTS/commands.txt::
 
-    OMP_NUM_THREADS=1 inrgan train --preset P --data fashion-mnist --out R/P-seedS --seed S --gamma 1.0 \\
-        --kimg K --device cpu --no-progress                       # and --resume R/P-seedS for the next leg
-    OMP_NUM_THREADS=1 inrgan metrics --checkpoint R/P-seedS --data fashion-mnist \\
-        --metrics fid10k,kid10k,pr10k --json                      # after each leg, into R/P-seedS/metrics-K.json
+    OMP_NUM_THREADS=1 inrgan train --preset P --data fashion-mnist --out RUNS/P-seedS --seed S \
+        --kimg K --minutes 75 --device cpu --threads 1 --no-progress
+    OMP_NUM_THREADS=1 inrgan metrics --checkpoint RUNS/P-seedS --data fashion-mnist \
+        --metrics fid5k,kid5k,pr5k --threads 1 --json
+    OMP_NUM_THREADS=1 inrgan probe --checkpoint RUNS/P-seedS --num 2000 --paths 200 --threads 1 --json
 
-The budget is the same for every preset: cpu-32's recipe (batch 16, EMA half-life 5 kimg) with R1 gamma
-1.0 (the recipe sweep of docs/results.md), legs at 10, 20 and 40 kimg, taken breadth-first (every preset to 10 kimg before any goes on). A queue skips what is done and continues a stopped run (``--resume`` is exact), so it
-can be re-run at will; each child's peak RSS is kept (R/P-seedS/peak-rss-K.json). Two queues (e.g.
-``--seeds 0`` and ``--seeds 1``) can run side by side on two cores.
+A finished run commits its results, never its training state: RESULTS/P-seedS/result.json (the commands, the
+preset's configs, the kimg reached, the wall clock, img/s, the training process's peak RSS, the metric
+records with their protocol, the probe) and grid.png (the 16 fixed seeds' samples of the last tick).
+result.json is written last, atomically: it is what marks a run done. The queue skips the runs whose result
+exists and claims the next one (RUNS/P-seedS.claim, created exclusively), so two queues started side by
+side, one a core, share the work; a stopped queue loses at most the run in flight (its state in RUNS
+continues it by ``--resume`` when the same machine takes it up again). The order fills the tables breadth
+first: every preset's seed 0, then every seed 1.
 
-**probe** runs ``inrgan probe --checkpoint R/P-seed0 --num 2000 --paths 200 --json`` for cpu-32 and
-stylegan2 (into R/P-seedS/probe.json): the held-out R^2 of the silhouette attributes from z and w, and the
-perceptual path lengths in z, w and (INR-GAN only) the INR parameters.
+**report** reads RESULTS only, and writes the tables of docs/fidelity.md between its
+``<!-- ladder:NAME -->`` markers.
 """
 
 from __future__ import annotations
@@ -32,19 +37,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import re
 import shlex
+import shutil
 import statistics
 import subprocess
+import sys
+import time
 from pathlib import Path
 
-from own_data import _done_kimg, _inrgan, _log  # the run bookkeeping of issue 18's queue
+from own_data import _done_kimg  # the run bookkeeping of issue 18's queue
 
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results" / "ladder"
+RUNS = REPO / "runs" / "ladder"
 PRESETS = ("ladder-1-latent-mlp", "ladder-2-hypernet", "ladder-3-fourier", "ladder-4-fmm", "cpu-32", "cips",
            "stylegan2")
+RUNGS = PRESETS[:5]
 SEEDS = (0, 1)
-LEGS = (10.0, 20.0, 40.0)  # kimg: every run is evaluated after each leg
-METRICS = "fid10k,kid10k,pr10k"
+BUDGET_KIMG = 12.0  # every preset's kimg: the slowest (stylegan2) trains it in about an hour on one thread
+MINUTES_CAP = 75  # a run that overruns stops here and is reported short of the budget
+METRICS = "fid5k,kid5k,pr5k"
 PROBED = ("cpu-32", "stylegan2")
+PAPER_LADDER = {"ladder-1-latent-mlp": 1.0, "ladder-2-hypernet": 0.125, "ladder-3-fourier": 0.100,
+                "ladder-4-fmm": 0.050, "cpu-32": 0.025}  # the paper's FID ratio to rung 1 (its Table 1)
+
+
+def _inrgan() -> list[str]:
+    return [sys.executable, "-m", "inrgan"]
 
 
 def _env() -> dict[str, str]:
@@ -52,54 +73,105 @@ def _env() -> dict[str, str]:
 
 
 def _write(path: Path, text: str) -> None:
-    path.with_suffix(".tmp").write_text(text)
-    path.with_suffix(".tmp").rename(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
-def _train_child(root: Path, cmd: list[str], rss_file: Path) -> None:
-    """Run a training command on one thread and keep its peak RSS (MiB)."""
-    _log(root, cmd)
+def _log(results: Path, cmd: list[str]) -> str:
+    line = "OMP_NUM_THREADS=1 inrgan " + shlex.join(cmd[3:])
+    print(line, flush=True)
+    with open(results / "commands.txt", "a") as f:
+        f.write(line + "\n")
+    return line
+
+
+def _train(results: Path, cmd: list[str]) -> dict:
+    """Run a training command on one thread: its wall clock and its own peak RSS (MiB, from wait4)."""
+    line, start = _log(results, cmd), time.monotonic()
     child = subprocess.Popen(cmd, env=_env())
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own resource usage
+    _, status, usage = os.wait4(child.pid, 0)
     if status:
-        raise SystemExit(f"failed ({status}): {shlex.join(cmd)}")
-    _write(rss_file, json.dumps({"peak_rss_mib": usage.ru_maxrss / 1024}))
+        raise SystemExit(f"failed ({status}): {line}")
+    return {"command": line, "wall_s": round(time.monotonic() - start, 1), "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def _capture(root: Path, cmd: list[str], out: Path) -> None:
-    """Run a command on one thread and keep its standard output."""
-    _log(root, cmd)
-    _write(out, subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True).stdout)
+def _json_out(results: Path, cmd: list[str]) -> tuple[str, object]:
+    """Run a command on one thread and parse the JSON it prints."""
+    line = _log(results, cmd)
+    text = subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True).stdout
+    return line, json.loads(text[min(i for i in (text.find("["), text.find("{")) if i >= 0):])
 
 
-def train(root: Path, presets: list[str], seeds: list[int], legs: tuple[float, ...] = LEGS) -> None:
-    """Every preset to the first leg, then every preset to the next: a stopped queue leaves a whole table."""
-    for kimg in legs:
+def _claim(runs: Path, name: str) -> Path | None:
+    """Claim a run for this queue (an exclusive file with our pid); None if a live queue holds it."""
+    claim = runs / f"{name}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(claim.read_text() or "0"), 0)
+                return None  # held by a live queue
+            except (ProcessLookupError, ValueError):
+                claim.unlink(missing_ok=True)  # a stopped queue's: take it over
+                continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return claim
+    return None
+
+
+def queue(results: Path, runs: Path, presets: list[str], seeds: list[int], kimg: float = BUDGET_KIMG) -> None:
+    """Every missing run, breadth first over the seeds; those another queue holds are left to it."""
+    results.mkdir(parents=True, exist_ok=True)
+    runs.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
         for preset in presets:
-            for seed in seeds:
-                _leg(root, root / f"{preset}-seed{seed}", preset, seed, kimg)
+            name = f"{preset}-seed{seed}"
+            if (results / name / "result.json").is_file():
+                continue
+            claim = _claim(runs, name)
+            if claim is None:
+                continue
+            try:
+                _run(results, runs / name, preset, seed, kimg)
+            finally:
+                claim.unlink(missing_ok=True)
 
 
-def _leg(root: Path, run: Path, preset: str, seed: int, kimg: float) -> None:
-    """Train one run to ``kimg`` (new, or continued with --resume) and evaluate it there."""
+def _run(results: Path, run: Path, preset: str, seed: int, kimg: float) -> None:
+    """Train one run to ``kimg`` (or continue its state), evaluate and probe it, and commit its results."""
     done = _done_kimg(run)
-    if done < kimg - 1e-6:
-        new = ["--preset", preset, "--data", "fashion-mnist", "--out", str(run), "--seed", str(seed), "--gamma", "1.0"]
-        cmd = [*_inrgan(), "train", *(["--resume", str(run)] if done >= 0 else new), "--kimg", f"{kimg:g}",
-               "--device", "cpu", "--no-progress"]
-        _train_child(root, cmd, run / f"peak-rss-{kimg:g}.json")
-    metrics = run / f"metrics-{kimg:g}.json"
-    if not metrics.is_file():
-        _capture(root, [*_inrgan(), "metrics", "--checkpoint", str(run), "--data", "fashion-mnist",
-                        "--metrics", METRICS, "--json"], metrics)
+    start = ["--preset", preset, "--data", "fashion-mnist", "--out", str(run), "--seed", str(seed)]
+    cmd = [*_inrgan(), "train", *(["--resume", str(run)] if done >= 0 else start), "--kimg", f"{kimg:g}",
+           "--minutes", f"{MINUTES_CAP:g}", "--device", "cpu", "--threads", "1", "--no-progress"]
+    training = _train(results, cmd) if done < kimg - 1e-6 else {"command": None}
+    stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    metrics_cmd, records = _json_out(results, [*_inrgan(), "metrics", "--checkpoint", str(run), "--data",
+                                               "fashion-mnist", "--metrics", METRICS, "--threads", "1", "--json"])
+    probe = None
+    if preset in PROBED:
+        probe_cmd, probe = _json_out(results, [*_inrgan(), "probe", "--checkpoint", str(run), "--num", "2000",
+                                               "--paths", "200", "--threads", "1", "--json"])
+        probe = {"command": probe_cmd, **probe}
+    out = results / run.name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(sorted((run / "samples").glob("fakes*.png"))[-1], out / "grid.png")
+    info = json.loads((run / "run.json").read_text())
+    _write(out / "result.json", json.dumps({
+        "preset": preset, "seed": seed, "budget_kimg": kimg, "kimg": stats[-1]["kimg"],
+        "train_time_s": stats[-1]["time_s"], "img_per_s": 1000 * stats[-1]["kimg"] / stats[-1]["time_s"],
+        "machine": _cpu_name(), "python": platform.python_version(), "training": training,
+        "metrics_command": metrics_cmd, "metrics": records, "probe": probe,
+        "config": {k: info[k] for k in ("G", "D", "training") if k in info},
+    }, indent=1))
 
 
-def probe(root: Path) -> None:
-    for preset in PROBED:
-        run = root / f"{preset}-seed0"
-        if not (run / "probe.json").is_file():
-            _capture(root, [*_inrgan(), "probe", "--checkpoint", str(run), "--num", "2000", "--paths", "200",
-                            "--json"], run / "probe.json")
+def _cpu_name() -> str:
+    from inrgan.bench import _cpu_name
+
+    return _cpu_name()
 
 
 def speed(out: Path | None, batch: int = 16, rounds: int = 5) -> dict:
@@ -151,63 +223,139 @@ def _sizes(name: str, G) -> dict:
     return row
 
 
-def _metric(records: list[dict], name: str) -> float | None:
-    for r in records:
-        if r["metric"].startswith(name):
-            return r["value"]
+def _results(results: Path) -> dict[str, list[dict]]:
+    """The committed results, by preset (every seed that has one)."""
+    by_preset: dict[str, list[dict]] = {}
+    for path in sorted(results.glob("*-seed*/result.json")):
+        record = json.loads(path.read_text())
+        by_preset.setdefault(record["preset"], []).append(record)
+    return by_preset
+
+
+def _value(record: dict, suffix: str) -> float | None:
+    """A result of the run's metrics: ``fid``, ``kid``, ``precision`` or ``recall``, whatever the sample size."""
+    for m in record["metrics"]:
+        for key, value in m["results"].items():
+            if re.fullmatch(rf"{suffix}\d+k|pr\d+k_{suffix}", key):
+                return value
     return None
 
 
-def report(root: Path) -> str:
-    """Markdown: per preset and leg, mean and spread over seeds of FID, KID, precision and recall, the
-    training img/s (the last leg's ticks) and the peak RSS."""
-    lines = ["| preset | kimg | seeds | FID10k | KID10k | precision | recall | train img/s | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for preset in PRESETS:
-        for kimg in LEGS:
-            runs = [root / f"{preset}-seed{s}" for s in SEEDS if (root / f"{preset}-seed{s}" / f"metrics-{kimg:g}.json").is_file()]
-            if not runs:
-                continue
-            records = [json.loads((r / f"metrics-{kimg:g}.json").read_text()) for r in runs]
-            cells = [_spread([_metric(rec, m) for rec in records]) for m in ("fid", "kid", "precision", "recall")]
-            speed = _spread([statistics.mean(json.loads(x)["img_per_s"] for x in (r / "stats.jsonl").read_text()
-                                             .splitlines()[-3:]) for r in runs])
-            rss = _spread([json.loads((r / f"peak-rss-{kimg:g}.json").read_text())["peak_rss_mib"] for r in runs
-                           if (r / f"peak-rss-{kimg:g}.json").is_file()])
-            lines.append(f"| {preset} | {kimg:g} | {len(runs)} | " + " | ".join([*cells, speed, rss]) + " |")
-    return "\n".join(lines)
+def _mean(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else None
 
 
-def _spread(values: list[float | None]) -> str:
+def _spread(values: list[float | None], digits: int = 4) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "-"
     mean = statistics.mean(values)
-    return f"{mean:.4g}" if len(values) == 1 else f"{mean:.4g} ± {statistics.stdev(values):.2g}"
+    return f"{mean:.{digits}g}" if len(values) == 1 else f"{mean:.{digits}g} ± {statistics.stdev(values):.2g}"
+
+
+def table(by_preset: dict[str, list[dict]]) -> str:
+    """Every preset: the mean and the spread over its seeds."""
+    metric = next((m["metric"] for rs in by_preset.values() for m in rs[0]["metrics"] if m["metric"].startswith("fid")),
+                  "fid5k")
+    n = metric[3:]
+    lines = [f"| preset | seeds | kimg | FID{n} | KID{n} | precision | recall | train img/s | peak RSS MiB "
+             "| train minutes |", "|---" * 10 + "|"]
+    for preset in PRESETS:
+        rs = by_preset.get(preset, [])
+        if not rs:
+            lines.append(f"| `{preset}` | - | not yet run | | | | | | | |")
+            continue
+        seeds = ",".join(str(r["seed"]) for r in rs)
+        kimgs = sorted({round(r["kimg"], 2) for r in rs})
+        kimg = f"{kimgs[0]:g}" if len(kimgs) == 1 else f"{kimgs[0]:g} to {kimgs[-1]:g}"
+        cells = [_spread([_value(r, k) for r in rs], d) for k, d in (("fid", 4), ("kid", 3), ("precision", 3),
+                                                                        ("recall", 3))]
+        rss = _spread([r["training"].get("peak_rss_mib") for r in rs], 4)
+        lines.append(f"| `{preset}` | {seeds} | {kimg} | " + " | ".join(cells) + f" | {_spread([r['img_per_s'] for r in rs], 3)}"
+                     f" | {rss} | {_spread([r['train_time_s'] / 60 for r in rs], 3)} |")
+    return "\n".join(lines)
+
+
+def verdicts(by_preset: dict[str, list[dict]]) -> str:
+    """The paper's claims against the measured FIDs: the ladder's order and ratios, INR-GAN against StyleGAN2."""
+    fid = {p: _mean([_value(r, "fid") for r in rs]) for p, rs in by_preset.items()}
+    lines = ["| claim | paper | measured | verdict |", "|---|---|---|---|"]
+    rungs = [p for p in RUNGS if fid.get(p) is not None]
+    if len(rungs) == len(RUNGS):
+        order = all(fid[a] > fid[b] for a, b in zip(RUNGS, RUNGS[1:], strict=False))
+        measured = " > ".join(f"{fid[p]:.4g}" for p in RUNGS)
+        lines.append(f"| each rung lowers FID (rung 1 to 5) | strictly decreasing | {measured} | "
+                     f"{'holds' if order else 'does not hold'} |")
+    base = fid.get(RUNGS[0])
+    for p in rungs[1:]:
+        ratio = fid[p] / base
+        lines.append(f"| `{p}`: FID ratio to rung 1 | {PAPER_LADDER[p]:.3f} | {ratio:.3f} | "
+                     f"{ratio / PAPER_LADDER[p]:.2g}x the paper's ratio |")
+    if fid.get("cpu-32") is not None and fid.get("stylegan2") is not None:
+        ratio = fid["cpu-32"] / fid["stylegan2"]
+        verdict = "within" if 1.15 <= ratio <= 2.5 else ("better than" if ratio < 1.15 else "worse than")
+        lines.append(f"| INR-GAN (`cpu-32`) FID / StyleGAN2's | 1.15 to 2.5 | {ratio:.3f} | {verdict} the paper's "
+                     "range |")
+    if fid.get("cips") is not None and fid.get("stylegan2") is not None:
+        lines.append(f"| CIPS FID / StyleGAN2's | 0.76 (Churches) to 1.14 (FFHQ) | {fid['cips'] / fid['stylegan2']:.3f} | "
+                     "- |")
+    if len(lines) == 2:
+        lines.append("| - | - | not yet run | - |")
+    return "\n".join(lines)
+
+
+def probe_table(by_preset: dict[str, list[dict]]) -> str:
+    """The probe per family (the mean over its probed seeds): the held-out R^2 of each silhouette attribute from
+    z and from w, then the perceptual path lengths in z, w and the INR's parameters."""
+    probes = {p: [r["probe"] for r in by_preset.get(p, []) if r.get("probe")] for p in PROBED}
+    cols = [(p, space) for p in PROBED for space in ("z", "w")]
+    lines = ["| attribute | " + " | ".join(f"`{p}` R² from {space}" for p, space in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    attrs = next((ps[0]["geometric_prior_r2"]["z"] for ps in probes.values() if ps), None)
+    if attrs is None:
+        return "\n".join([*lines, "| not yet run |" + " |" * len(cols)])
+    for attr in attrs:
+        cells = [_spread([x["geometric_prior_r2"][space][attr] for x in probes[p]], 3) for p, space in cols]
+        lines.append(f"| {attr} | " + " | ".join(cells) + " |")
+    lines += ["", "| preset | path length in z | in w | in the INR's parameters |", "|---|---|---|---|"]
+    for p, ps in probes.items():
+        cells = [_spread([x["path_length"].get(space) for x in ps], 4) for space in ("z", "w", "inr")]
+        lines.append(f"| `{p}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(results: Path, write: Path | None = None) -> str:
+    by_preset = _results(results)
+    parts = {"table": table(by_preset), "verdicts": verdicts(by_preset), "probe": probe_table(by_preset)}
+    if write is not None:
+        text = write.read_text()
+        for name, body in parts.items():
+            pattern = re.compile(rf"(<!-- ladder:{name} -->\n)(?:.*?\n)?(<!-- /ladder:{name} -->)", re.S)
+            if not pattern.search(text):
+                raise SystemExit(f"{write} has no <!-- ladder:{name} --> ... <!-- /ladder:{name} --> markers")
+            text = pattern.sub(lambda m, b=body: m.group(1) + b + "\n" + m.group(2), text)
+        _write(write, text)
+    return "\n\n".join(parts.values())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("speed", "train", "probe", "report"))
-    ap.add_argument("--root", type=Path, default=None)
+    ap.add_argument("step", choices=("speed", "run", "report"))
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the committed results (one folder a run)")
+    ap.add_argument("--runs", type=Path, default=RUNS, help="the training states (not committed)")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    ap.add_argument("--legs", default=",".join(f"{k:g}" for k in LEGS), help="kimg at which to stop and evaluate")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--kimg", type=float, default=BUDGET_KIMG)
+    ap.add_argument("--out", type=Path, default=None, help="speed: the JSON to write")
+    ap.add_argument("--write", type=Path, default=None, help="report: the markdown whose tables to replace")
     args = ap.parse_args()
     if args.step == "speed":
         print(json.dumps(speed(args.out), indent=1))
-        return
-    if args.root is None:
-        raise SystemExit(f"{args.step} needs --root")
-    args.root.mkdir(parents=True, exist_ok=True)
-    if args.step == "train":
-        train(args.root, args.presets.split(","), [int(s) for s in args.seeds.split(",")],
-              tuple(float(k) for k in args.legs.split(",")))
-    elif args.step == "probe":
-        probe(args.root)
+    elif args.step == "run":
+        queue(args.results, args.runs, args.presets.split(","), [int(s) for s in args.seeds.split(",")], args.kimg)
     else:
-        print(report(args.root))
+        print(report(args.results, args.write))
 
 
 if __name__ == "__main__":
