@@ -52,7 +52,8 @@ def _variant(base: str, batch: int | None = None, g: dict | None = None, **field
 
 CANDIDATES = {
     "old": _variant("cpu-32-v1"),
-    "new": _variant("cpu-32"),
+    "new": _variant("cpu-32-v2"),
+    "v3": _variant("cpu-32"),
     "proj": _variant("cpu-32-projected"),
     "proj-lr1e-3": _variant("cpu-32-projected", lr=0.001),
     "proj-lr5e-4": _variant("cpu-32-projected", lr=0.0005),
@@ -76,10 +77,14 @@ CANDIDATES = {
     "proj-dlr5e-4-mbstd": _variant("cpu-32-projected", d_lr=0.0005, head_mbstd=4),
     "proj-mbstd": _variant("cpu-32-projected", head_mbstd=4),
     "proj-mbstd-r128": _variant("cpu-32-projected", head_mbstd=4, backbone_resolution=128),
+    "new-d-quarter": _variant("cpu-32-v2", channel_base=512, channel_max=32),
+    "new-b8": _variant("cpu-32-v2", batch=8),
+    "new-lr7.5e-3": _variant("cpu-32-v2", lr=0.0075),
+    "new-ema2.5": _variant("cpu-32-v2", ema_kimg=2.5),
 }
 
 
-LABELS = {"old": "recipe v1 (cpu-32-v1)", "new": "recipe v2 (cpu-32)"}
+LABELS = {"old": "recipe v1 (cpu-32-v1)", "new": "recipe v2 (cpu-32-v2)", "v3": "recipe v3 (cpu-32)"}
 
 
 def _leg_dir(run: Path, minutes: float) -> Path:

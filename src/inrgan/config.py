@@ -520,12 +520,14 @@ def _release(name: str, description: str, *, extra: bool, bilinear: bool):
 
 
 # The CPU recipes. v1 (cpu-32-v1, cpu-64): D of 64 to 128 channels, lr 0.0025, R1 gamma by StyleGAN2-ADA's
-# rule 0.0002 R^2 / batch. v2 (cpu-32, the baselines and the ladder), chosen by the recipe sweep of
-# docs/training.md ("Quality per CPU-hour"): D at half the width (32 to 64 channels, a quarter of its FLOPs:
-# 1.8x the images per second), twice the learning rate, and gamma 1.0.
+# rule 0.0002 R^2 / batch, batch 16. v2 (cpu-32-v2), chosen by the recipe sweep of docs/training.md ("Quality
+# per CPU-hour"): D at half the width (32 to 64 channels, a quarter of its FLOPs: 1.8x the images per
+# second), twice the learning rate, and gamma 1.0. v3 (cpu-32, the baselines and the ladder): v2 at batch 8,
+# twice the optimizer steps for the images (docs/training.md: the 25-minute runs of both seeds).
 V1_D, V2_D = (2048, 128), (1024, 64)  # D's (channel_base, channel_max)
 V1_LR, V2_LR = 0.0025, 0.005
 V2_GAMMA = 1.0
+V3_BATCH = 8  # v3: v2 at half the batch (twice the steps for the images)
 
 
 def _small_d(resolution: int, img_channels: int, width: tuple[int, int] = V2_D) -> DiscriminatorConfig:
@@ -533,10 +535,12 @@ def _small_d(resolution: int, img_channels: int, width: tuple[int, int] = V2_D) 
                                channel_max=width[1])
 
 
-def _small_training(resolution: int, version: int = 2) -> TrainingConfig:
+def _small_training(resolution: int, version: int = 3) -> TrainingConfig:
     # StyleGAN2-ADA's small-batch rule: EMA half-life batch * 10 / 32 kimg (and v1's gamma scaled to R^2).
-    lr, gamma = (V2_LR, V2_GAMMA) if version == 2 else (V1_LR, 0.0002 * resolution**2 / 16)
-    return TrainingConfig(batch=16, lr=lr, ema_kimg=16 * 10 / 32, r1_gamma=gamma, tick_kimg=1.0, snapshot_ticks=5)
+    lr, gamma = (V2_LR, V2_GAMMA) if version >= 2 else (V1_LR, 0.0002 * resolution**2 / 16)
+    batch = V3_BATCH if version >= 3 else 16
+    return TrainingConfig(batch=batch, lr=lr, ema_kimg=batch * 10 / 32, r1_gamma=gamma, tick_kimg=1.0,
+                          snapshot_ticks=5)
 
 
 def _small_g(resolution: int, img_channels: int, first_grid: int) -> GeneratorConfig:
@@ -555,11 +559,11 @@ def _small_g(resolution: int, img_channels: int, first_grid: int) -> GeneratorCo
     )
 
 
-def _small(name: str, default_res: int, description: str, version: int = 2):
+def _small(name: str, default_res: int, description: str, version: int = 3):
     def build(resolution: int = default_res, img_channels: int = 3) -> Preset:
         g = _small_g(resolution, img_channels, min(8, resolution))
         return Preset(name=name, description=description, G=g,
-                      D=_small_d(resolution, img_channels, V2_D if version == 2 else V1_D),
+                      D=_small_d(resolution, img_channels, V2_D if version >= 2 else V1_D),
                       training=_small_training(resolution, version))
 
     return build
@@ -629,7 +633,8 @@ def _projected(resolution: int = 32, img_channels: int = 3) -> Preset:
 
 
 PRESETS = {
-    "cpu-32": _small("cpu-32", 32, "small INR-GAN that trains on a 2-core CPU at 32x32 (default; recipe v2)"),
+    "cpu-32": _small("cpu-32", 32, "small INR-GAN that trains on a 2-core CPU at 32x32 (default; recipe v3)"),
+    "cpu-32-v2": _small("cpu-32-v2", 32, "cpu-32's second recipe: batch 16 instead of 8", version=2),
     "cpu-32-v1": _small("cpu-32-v1", 32, "cpu-32's first recipe: D twice as wide, lr 0.0025, gamma 0.0128",
                         version=1),
     "cpu-64": _small("cpu-64", 64, "small INR-GAN that trains on a CPU at 64x64 (recipe v1)", version=1),
