@@ -5,6 +5,7 @@
     python benchmarks/recipe_sweep.py table --root R
     python benchmarks/recipe_sweep.py markdown --root R
     python benchmarks/recipe_sweep.py plot --root R --out fid_vs_minutes.png
+    python benchmarks/recipe_sweep.py grids --root R --images A.png=LABEL,B.png=LABEL --out grids.png
 
 **run** trains each candidate (Fashion-MNIST, 32^2, one thread) in legs of wall clock: the first leg is
 ``inrgan train --minutes L1``, each later one ``--resume`` for the difference (resume is exact), and after
@@ -84,7 +85,8 @@ CANDIDATES = {
 }
 
 
-LABELS = {"old": "recipe v1 (cpu-32-v1)", "new": "recipe v2 (cpu-32-v2)", "v3": "recipe v3 (cpu-32)"}
+LABELS = {"old": "recipe v1 (cpu-32-v1)", "new": "recipe v2 (cpu-32-v2)", "v3": "recipe v3 (cpu-32)",
+          "v1-beside-v3": "recipe v1, beside v3"}
 
 
 def _leg_dir(run: Path, minutes: float) -> Path:
@@ -199,9 +201,25 @@ def plot(root: Path, out: Path, metric: str = "fid2k") -> None:
     fig.savefig(out, dpi=120)
 
 
+def grids(images: list[Path], labels: list[str], out: Path) -> None:
+    """Sample grids side by side, each under its label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.5), squeeze=False)
+    for ax, image, label in zip(axes[0], images, labels, strict=True):
+        ax.imshow(plt.imread(image), cmap="gray", interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("run", "score", "table", "markdown", "plot"))
+    parser.add_argument("mode", choices=("run", "score", "table", "markdown", "plot", "grids"))
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--candidates", default="proj")
     parser.add_argument("--seed", type=int, default=0)
@@ -209,6 +227,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="fid2k,pr2k,cls2k")
     parser.add_argument("--out", type=Path, help="plot: the PNG to write")
     parser.add_argument("--match", default="*-s*", help="score: the run folders to score (a glob)")
+    parser.add_argument("--images", default="", help="grids: PNG=LABEL pairs, comma-separated")
     args = parser.parse_args()
     if args.mode == "run":
         torch.set_num_threads(1)
@@ -220,6 +239,9 @@ def main() -> None:
         markdown(args.root)
     elif args.mode == "plot":
         plot(args.root, args.out)
+    elif args.mode == "grids":
+        pairs = [item.split("=", 1) for item in args.images.split(",")]
+        grids([args.root / p for p, _ in pairs], [label for _, label in pairs], args.out)
     else:
         table(args.root)
 

@@ -625,7 +625,7 @@ def _projected(resolution: int = 32, img_channels: int = 3) -> Preset:
     # cpu-32's generator against Projected GAN's discriminator: EfficientNet-Lite1 at 64^2, hinge loss,
     # DiffAugment, no R1, lr 0.0025 (docs/training.md, "Quality per CPU-hour": on this G and data it collapses
     # to a few modes within the sweep's budget, whatever its lr, batch, heads or backbone resolution)
-    base = _small("cpu-32", 32, "")(resolution, img_channels)
+    base = _small("cpu-32-v2", 32, "", version=2)(resolution, img_channels)  # batch 16, as the sweep tried it
     return Preset(name="cpu-32-projected", description="cpu-32's G against a projected D (EfficientNet-Lite1 "
                   "features, hinge loss, DiffAugment); experimental: it collapses here (docs/training.md)",
                   G=base.G, D=ProjectedDiscriminatorConfig(resolution=resolution, img_channels=img_channels),
