@@ -80,8 +80,6 @@ CANDIDATES = {
     "proj-mbstd-r128": _variant("cpu-32-projected", head_mbstd=4, backbone_resolution=128),
     "new-d-quarter": _variant("cpu-32-v2", channel_base=512, channel_max=32),
     "new-b8": _variant("cpu-32-v2", batch=8),
-    "new-lr7.5e-3": _variant("cpu-32-v2", lr=0.0075),
-    "new-ema2.5": _variant("cpu-32-v2", ema_kimg=2.5),
 }
 
 
