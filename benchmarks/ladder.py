@@ -288,7 +288,7 @@ def verdicts(by_preset: dict[str, list[dict]]) -> str:
         lines.append(f"| each rung lowers FID (rung 1 to 5) | strictly decreasing | {measured} | "
                      f"{'holds' if order else 'does not hold'} |")
     base = fid.get(RUNGS[0])
-    for p in rungs[1:]:
+    for p in rungs[1:] if base is not None else []:
         ratio = fid[p] / base
         lines.append(f"| `{p}`: FID ratio to rung 1 | {PAPER_LADDER[p]:.3f} | {ratio:.3f} | "
                      f"{ratio / PAPER_LADDER[p]:.2g}x the paper's ratio |")

@@ -116,3 +116,9 @@ def test_report_refuses_a_document_without_markers(ladder, tmp_path):
     with pytest.raises(SystemExit, match="ladder:table"):
         ladder.report(tmp_path / "results", doc)
     assert doc.read_text() == "no markers\n"
+
+
+def test_verdicts_without_rung_one_give_no_ratios(ladder):
+    # the table fills a few runs at a time: rungs 2 and 5 before rung 1 have nothing to be a ratio of
+    by_preset = {p: [_result(p, 0, fid)] for p, fid in (("ladder-2-hypernet", 100.0), ("cpu-32", 50.0))}
+    assert ladder.verdicts(by_preset).splitlines()[2] == "| - | - | not yet run | - |"
