@@ -79,7 +79,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def _log(results: Path, cmd: list[str]) -> str:
-    line = "OMP_NUM_THREADS=1 inrgan " + shlex.join(cmd[3:])
+    line = "OMP_NUM_THREADS=1 inrgan " + shlex.join(cmd[3:]).replace(f"{REPO}/", "")  # paths from the repo root
     print(line, flush=True)
     with open(results / "commands.txt", "a") as f:
         f.write(line + "\n")
