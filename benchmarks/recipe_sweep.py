@@ -238,7 +238,9 @@ def main() -> None:
     elif args.mode == "plot":
         plot(args.root, args.out)
     elif args.mode == "grids":
-        pairs = [item.split("=", 1) for item in args.images.split(",")]
+        pairs = [item.split("=", 1) for item in args.images.split(",") if item]
+        if not pairs or any(len(pair) != 2 for pair in pairs) or args.out is None:
+            parser.error(f"grids needs --out and --images PNG=LABEL,...; got --images {args.images!r}")
         grids([args.root / p for p, _ in pairs], [label for _, label in pairs], args.out)
     else:
         table(args.root)
