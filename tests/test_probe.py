@@ -20,16 +20,19 @@ def test_the_attributes_of_a_rectangle_and_a_tilted_bar():
     m = np.zeros((16, 16), bool)
     m[4:8, 2:14] = True  # rows 4..7, columns 2..13: a wide bar in the upper half
     a = dict(zip(probe.ATTRIBUTES, probe.silhouette_attributes(_mask_image(m))[0], strict=True))
-    # pixel centres at (i + 0.5) / 8 - 1: columns 2..13 -> x from -0.6875 to 0.6875, rows 4..7 -> y -0.4375..-0.0625
+    # pixel edges at i / 8 - 1: columns 2..13 -> x from -0.75 to 0.75, rows 4..7 -> y from -0.5 to 0
     assert a["centroid_x"] == pytest.approx(0.0) and a["centroid_y"] == pytest.approx(-0.25)
-    assert a["extent_x"] == pytest.approx(1.375) and a["extent_y"] == pytest.approx(0.375)
-    assert a["aspect"] == pytest.approx(1.375 / 0.375)
+    assert a["extent_x"] == pytest.approx(1.5) and a["extent_y"] == pytest.approx(0.5)
+    assert a["log_aspect"] == pytest.approx(math.log(3.0))
     assert (a["orientation_cos"], a["orientation_sin"]) == pytest.approx((1.0, 0.0))  # along x
     tall = probe.silhouette_attributes(_mask_image(m.T))[0]
     assert tall[5] == pytest.approx(-1.0) and tall[6] == pytest.approx(0.0, abs=1e-12)  # along y: 2a = pi
     diag = probe.silhouette_attributes(_mask_image(np.eye(16, dtype=bool)))[0]  # x = y, y pointing down
     assert diag[5] == pytest.approx(0.0, abs=1e-9) and diag[6] == pytest.approx(1.0)  # 2a = pi/2
     assert not probe.silhouette_attributes(_mask_image(np.zeros((16, 16), bool))).any()  # empty: zeros
+    row = np.zeros((16, 16), bool)
+    row[3, :] = True  # one full row: width 2, height one pixel (2/16), not a division by zero
+    assert probe.silhouette_attributes(_mask_image(row))[0][4] == pytest.approx(math.log(16.0))
 
 
 def test_held_out_r2_is_one_for_a_linear_relation_and_about_zero_for_noise():

@@ -2,7 +2,7 @@
 
 **The geometric prior.** The paper finds that a linear model predicts face keypoints from INR-GAN's
 latents better than from StyleGAN2's. Garments have no keypoints; their silhouette has a geometry that
-can be read from the image alone: the centroid, the extent, the width/height ratio and the orientation
+can be read from the image alone: the centroid, the extent, the log width/height ratio and the orientation
 of the second moments of the thresholded image. ``geometric_prior`` samples latents, computes those
 attributes, fits a linear least-squares model from z (and from w) on half the samples and reports the
 held-out R^2 of each attribute on the other half.
@@ -20,15 +20,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-ATTRIBUTES = ("centroid_x", "centroid_y", "extent_x", "extent_y", "aspect", "orientation_cos", "orientation_sin")
+ATTRIBUTES = ("centroid_x", "centroid_y", "extent_x", "extent_y", "log_aspect", "orientation_cos",
+              "orientation_sin")
 
 
 def silhouette_attributes(images: Tensor, threshold: float = 0.0) -> np.ndarray:
     """Geometric attributes [B, 7] of images [B, C, H, W] in [-1, 1] from the mask ``mean over C > threshold``.
 
-    Coordinates are in [-1, 1] (x right, y down): the mask's centroid, its extent (max - min) along x and
-    y, the width/height ratio of that extent, and the orientation of its second moments as (cos 2a, sin 2a)
-    (an axis has no sign: a and a + pi are one orientation). An empty mask gives zeros.
+    Coordinates are in [-1, 1] (x right, y down): the mask's centroid, its extent along x and y (from the
+    first covered pixel's outer edge to the last's, so one pixel spans 2 / W), the log of the width/height
+    ratio of that extent (bounded by log W: a one-row mask is no outlier of 10^6), and the orientation of its
+    second moments as (cos 2a, sin 2a) (an axis has no sign: a and a + pi are one orientation). An empty
+    mask gives zeros.
     """
     mask = (images.float().mean(1) > threshold).double()  # [B, H, W]
     b, h, w = mask.shape
@@ -43,11 +46,11 @@ def silhouette_attributes(images: Tensor, threshold: float = 0.0) -> np.ndarray:
             continue
         cx, cy = (m * xx).sum() / n, (m * yy).sum() / n
         on_x, on_y = xx[m > 0], yy[m > 0]
-        ex, ey = (on_x.max() - on_x.min()).item(), (on_y.max() - on_y.min()).item()
+        ex, ey = (on_x.max() - on_x.min()).item() + 2 / w, (on_y.max() - on_y.min()).item() + 2 / h
         mxx, myy = (m * (xx - cx) ** 2).sum() / n, (m * (yy - cy) ** 2).sum() / n
         mxy = (m * (xx - cx) * (yy - cy)).sum() / n
         angle2 = torch.atan2(2 * mxy, mxx - myy)  # twice the principal axis' angle
-        out[i] = [cx.item(), cy.item(), ex, ey, ex / max(ey, 1e-6), angle2.cos().item(), angle2.sin().item()]
+        out[i] = [cx.item(), cy.item(), ex, ey, np.log(ex / ey), angle2.cos().item(), angle2.sin().item()]
     return out
 
 
