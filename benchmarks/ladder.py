@@ -300,9 +300,33 @@ def verdicts(by_preset: dict[str, list[dict]]) -> str:
     if fid.get("cips") is not None and fid.get("stylegan2") is not None:
         lines.append(f"| CIPS FID / StyleGAN2's | 0.76 (Churches) to 1.14 (FFHQ) | {fid['cips'] / fid['stylegan2']:.3f} | "
                      "- |")
+    lines += _prior_verdicts(by_preset)
     if len(lines) == 2:
         lines.append("| - | - | not yet run | - |")
     return "\n".join(lines)
+
+
+def _mean_r2(by_preset: dict[str, list[dict]], preset: str, space: str) -> dict[str, float] | None:
+    """The probe's held-out R^2 per attribute from ``space``, the mean over the preset's probed seeds."""
+    probes = [r["probe"]["geometric_prior_r2"][space] for r in by_preset.get(preset, []) if r.get("probe")]
+    return {a: statistics.mean(p[a] for p in probes) for a in probes[0]} if probes else None
+
+
+def _prior_verdicts(by_preset: dict[str, list[dict]]) -> list[str]:
+    """The geometric prior (the paper: a linear model reads keypoints from INR-GAN's latents better than from
+    StyleGAN2's; it gives no number): the silhouette's R^2, attribute by attribute, from z and from w."""
+    lines = []
+    for space in ("z", "w"):
+        inr, sg2 = _mean_r2(by_preset, "cpu-32", space), _mean_r2(by_preset, "stylegan2", space)
+        if inr is None or sg2 is None:
+            continue
+        wins = sum(inr[a] > sg2[a] for a in inr)
+        m_inr, m_sg2 = statistics.mean(inr.values()), statistics.mean(sg2.values())
+        verdict = "holds" if m_inr > m_sg2 and wins > len(inr) / 2 else "does not hold"
+        lines.append(f"| geometric prior: silhouette R² from {space}, INR-GAN against StyleGAN2 | INR-GAN higher "
+                     f"(no number) | mean {m_inr:.3f} against {m_sg2:.3f}; higher on {wins} of {len(inr)} "
+                     f"attributes | {verdict} |")
+    return lines
 
 
 def probe_table(by_preset: dict[str, list[dict]]) -> str:
