@@ -21,7 +21,7 @@ from inrgan import Discriminator, Generator, RenderOptions, get_preset
 from inrgan.accel import features, render
 from inrgan.accel.inr import fold, prepare
 from inrgan.bench import BenchSpec, bench_forward
-from inrgan.config import GeneratorConfig, LevelConfig
+from inrgan.config import ConfigError, GeneratorConfig, LevelConfig
 from inrgan.models import synthesis
 from inrgan.models.coords import CoordEmbedding
 from inrgan.models.cost import hyper_macs, inr_costs, mapping_macs
@@ -601,3 +601,29 @@ def test_compiled_training_takes_the_plain_path(monkeypatch):
     with torch.no_grad():
         G.synthesis(ws)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("preset", ["stylegan2", "cips"])
+def test_bench_times_the_training_step_of_every_family(monkeypatch, preset):
+    import inrgan.bench
+    from inrgan.models.generator import FAMILY_GENERATORS
+
+    cls = FAMILY_GENERATORS[get_preset(preset, 16).G.family]
+    clock = {"now": 0.0, "forwards": 0}
+    forward = cls.forward
+
+    def counted(G, *args, **kw):  # each forward of G advances the clock by 1 ms
+        clock["now"] += 1e-3
+        clock["forwards"] += 1
+        return forward(G, *args, **kw)
+
+    monkeypatch.setattr(cls, "forward", counted)
+    monkeypatch.setattr(inrgan.bench.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(inrgan.bench, "matmul_peak_gflops", lambda device, dtype=torch.float32: 50.0)
+    r = inrgan.bench.bench_train(BenchSpec(preset=preset, resolution=16, batch=4, mode="train", repeats=1,
+                                           warmup=0))
+    # one round of r1_interval = 16 steps, two forwards of G a step (G phase, D phase): 32 ms on this clock
+    assert r["r1_interval"] == 16 and clock["forwards"] == 32
+    assert r["img_per_s"] == pytest.approx(4 * 16 / 32e-3) and r["ms_per_batch"] == pytest.approx(2.0)
+    with pytest.raises(ConfigError, match="forward mode measures the inr-gan family"):
+        bench_forward(BenchSpec(preset=preset, resolution=16, batch=4))

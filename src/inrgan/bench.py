@@ -144,7 +144,9 @@ def peak_memory_mb(device: torch.device) -> float:
 # The measurements.
 
 
-def _setup(spec: BenchSpec):
+def _setup(spec: BenchSpec, any_family: bool = False):
+    """Threads, device, autocast dtype and the preset; the forward bench takes the inr-gan family only (its
+    fast paths and cost model), the training step (``any_family``) every family ``inrgan train`` trains."""
     from .config import ConfigError, get_preset
 
     if spec.threads is not None:
@@ -153,9 +155,10 @@ def _setup(spec: BenchSpec):
     amp = AMP_DTYPES[spec.amp]
     torch.manual_seed(spec.seed)
     preset = get_preset(spec.preset, spec.resolution)
-    if preset.G.family != "inr-gan":
-        raise ConfigError(f"inrgan bench measures the inr-gan family (its fast paths and layers); {spec.preset} is "
-                          f"{preset.G.family}'s: `python benchmarks/ladder.py speed` times every family side by side")
+    if preset.G.family != "inr-gan" and not any_family:
+        raise ConfigError(f"inrgan bench's forward mode measures the inr-gan family (its fast paths and layers); "
+                          f"{spec.preset} is {preset.G.family}'s: `--mode train` times its training step, and "
+                          "`python benchmarks/ladder.py speed` every family's forward pass side by side")
     return device, amp, preset
 
 
@@ -259,10 +262,11 @@ def _training_nets(spec: BenchSpec, preset, device: torch.device):
     """G, D, G_ema and both optimizers as the training loop makes them, for the preset."""
     import copy
 
+    from .accel import Generator
     from .models import build_discriminator
     from .training.loop import make_optimizers
 
-    G = _generator(spec, preset.G).to(device).train()
+    G = (_generator(spec, preset.G) if preset.G.family == "inr-gan" else Generator.build(preset.G)).to(device).train()
     D = build_discriminator(preset.D).to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G_opt, D_opt = make_optimizers(G, D, preset.training)
@@ -278,7 +282,7 @@ def bench_train(spec: BenchSpec) -> dict[str, Any]:
     from .training.ema import update_ema
     from .training.loop import training_step
 
-    device, amp, preset = _setup(spec)
+    device, amp, preset = _setup(spec, any_family=True)
     if amp is torch.float16:
         raise ValueError("training under fp16 autocast needs a loss scaler; use --amp bf16")
     t = _training_config(spec, preset)
@@ -328,7 +332,7 @@ def profile_train(spec: BenchSpec, steps: int | None = None, row_limit: int = 15
     from .training.ema import update_ema
     from .training.loop import training_step
 
-    device, _, preset = _setup(spec)
+    device, _, preset = _setup(spec, any_family=True)
     t = _training_config(spec, preset)
     G, D, G_ema, G_opt, D_opt = _training_nets(spec, preset, device)
     res, ch = preset.G.resolution, preset.G.img_channels
