@@ -167,11 +167,12 @@ def _autocast(device: torch.device, amp: torch.dtype | None):
 
 
 def _generator(spec: BenchSpec, cfg):
-    """The model to measure: ``inrgan.Generator`` (the fast paths), or the paper's plain model (--reference)."""
+    """The model to measure: ``inrgan.Generator`` (the fast paths), or the paper's plain model (--reference);
+    another family's config builds that family's generator."""
     from .accel import Generator
     from .models import Generator as ReferenceGenerator
 
-    return (ReferenceGenerator if spec.reference else Generator)(cfg)
+    return (ReferenceGenerator if spec.reference else Generator).build(cfg)
 
 
 def bench_forward(spec: BenchSpec) -> dict[str, Any]:
@@ -262,11 +263,10 @@ def _training_nets(spec: BenchSpec, preset, device: torch.device):
     """G, D, G_ema and both optimizers as the training loop makes them, for the preset."""
     import copy
 
-    from .accel import Generator
     from .models import build_discriminator
     from .training.loop import make_optimizers
 
-    G = (_generator(spec, preset.G) if preset.G.family == "inr-gan" else Generator.build(preset.G)).to(device).train()
+    G = _generator(spec, preset.G).to(device).train()
     D = build_discriminator(preset.D).to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G_opt, D_opt = make_optimizers(G, D, preset.training)
