@@ -62,10 +62,8 @@ def last_leg_speed(run: Path) -> tuple[float, float]:
     for i in range(1, len(stats)):
         if stats[i]["time_s"] < stats[i - 1]["time_s"]:
             start = i
-    leg = stats[start:]
-    kimg0, t0 = (0.0, 0.0) if start == 0 else (stats[start - 1]["kimg"], 0.0)
-    seconds = leg[-1]["time_s"] - t0
-    return leg[-1]["kimg"], 1000 * (leg[-1]["kimg"] - kimg0) / seconds
+    kimg0 = stats[start - 1]["kimg"] if start else 0.0
+    return stats[-1]["kimg"], 1000 * (stats[-1]["kimg"] - kimg0) / stats[-1]["time_s"]
 
 
 def distance(run: Path, metric: str, floor: float, target: float, last: int) -> dict:
