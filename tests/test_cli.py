@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from inrgan.cli import main
+from inrgan.training.checkpoint import load_training_state
+from inrgan.training.runlock import run_lock
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,12 @@ def test_train_resume_generate(tmp_path, image_folder):
     assert all(np.isfinite(s["loss_G"]) and np.isfinite(s["loss_D"]) for s in stats)
     run_cfg = json.loads((out / "run.json").read_text())
     assert run_cfg["G"]["img_channels"] == 3 and run_cfg["options"]["data"] == str(image_folder)
+    r = run("train", "--data", image_folder, "--out", out, "--kimg", 0.008, *common)  # a new run over this one
+    assert r.exit_code != 0 and "already holds a run" in r.output and "Traceback" not in r.output
+    with run_lock(out):  # a leg still running
+        r = run("train", "--resume", out, "--kimg", 0.024, "--no-progress")
+    assert r.exit_code != 0 and "is being trained by process" in r.output and "Traceback" not in r.output
+    assert load_training_state(out)["cur_nimg"] == 16
 
     g = tmp_path / "gen"
     r = run("generate", "--checkpoint", out, "--seeds", "0-2,5", "--out", g, "--raw", "--trunc", 0.7)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -12,11 +13,19 @@ from PIL import Image
 
 from autograd_memory import saved_bytes
 from inrgan import Discriminator, Generator, get_preset
-from inrgan.config import DiscriminatorConfig, TrainingConfig
+from inrgan.config import ConfigError, DiscriminatorConfig, TrainingConfig
 from inrgan.training.checkpoint import load_training_state, save_training_state
 from inrgan.training.ema import ema_beta, update_ema
-from inrgan.training.loop import RunOptions, TrainingDivergedError, batch_indices, make_optimizers, train
+from inrgan.training.loop import (
+    RunOptions,
+    TrainingDivergedError,
+    batch_indices,
+    make_optimizers,
+    plan_run,
+    train,
+)
 from inrgan.training.loss import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, r1_penalty
+from inrgan.training.runlock import RunLockedError, run_lock
 
 
 def test_r1_penalty_matches_finite_differences():
@@ -161,6 +170,38 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path, tiny_da
         train(run, RunOptions(data=None, preset=None, device="cpu", progress=False), resume=run,
               overrides={"kimg": 0.016, "lr": float("inf")}, log=lambda *_: None)
     assert (run / "state.pt").read_bytes() == before
+
+
+def _resume_opts(**kw):
+    return RunOptions(data=None, preset=None, device="cpu", progress=False, **kw)
+
+
+def test_a_resume_keeps_the_runs_metrics_unless_given(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    train(run, _opts(tiny_data), overrides=dict(TINY, kimg=0.008), log=lambda *_: None)
+    state = load_training_state(run)
+    assert state["options"]["metrics"] == [] and state["options"]["features"] == "effnet-lite0"
+    state["options"].update(metrics=["fid2k"], metrics_every=40.0, features="effnet-lite1")
+    save_training_state(run / "state.pt", state)
+    kept = plan_run(_resume_opts(), resume=run).options
+    assert (kept.metrics, kept.metrics_every, kept.features) == (["fid2k"], 40.0, "effnet-lite1")
+    given = plan_run(_resume_opts(metrics=[], metrics_every=5.0), resume=run).options  # --metrics none
+    assert (given.metrics, given.metrics_every, given.features) == ([], 5.0, "effnet-lite1")
+
+
+def test_one_trainer_per_run_directory(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    train(run, _opts(tiny_data), overrides=dict(TINY, kimg=0.008), log=lambda *_: None)
+    before = (run / "state.pt").read_bytes()
+    with run_lock(run):  # another trainer's leg, still running
+        with pytest.raises(RunLockedError, match=rf"run is being trained by process {os.getpid()} on "):
+            train(run, _resume_opts(), resume=run, overrides={"kimg": 0.016}, log=lambda *_: None)
+    assert (run / "state.pt").read_bytes() == before
+    with pytest.raises(ConfigError, match=r"already holds a run \(state.pt\): continue it with --resume"):
+        train(run, _opts(tiny_data), overrides=dict(TINY, kimg=0.008), log=lambda *_: None)
+    assert (run / "state.pt").read_bytes() == before
+    train(run, _resume_opts(), resume=run, overrides={"kimg": 0.016}, log=lambda *_: None)  # the lock was let go
+    assert load_training_state(run)["cur_nimg"] == 16
 
 
 def test_training_config_rejects_nonsense():

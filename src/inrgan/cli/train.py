@@ -9,8 +9,12 @@ from ..runtime import set_threads, threads_are_automatic
 from . import threads_option
 
 
-def _parse_metrics(value: str | None) -> list[str]:
-    return [m.strip() for m in value.split(",") if m.strip()] if value else []
+def _parse_metrics(value: str | None) -> list[str] | None:
+    """None when not given (a resumed run keeps its own); "none" for no evaluations."""
+    if value is None:
+        return None
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    return [] if names == ["none"] else names
 
 
 @click.command()
@@ -57,9 +61,11 @@ def _parse_metrics(value: str | None) -> list[str]:
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda or mps. Under torchrun: cuda (each rank on cuda:LOCAL_RANK, NCCL) or cpu (gloo).")
 @click.option("--workers", type=int, default=0, show_default=True, help="Data loading processes.")
-@click.option("--metrics", default=None, help="Metrics to evaluate during training, e.g. fid5k,kid5k.")
+@click.option("--metrics", default=None,
+              help='Metrics to evaluate during training, e.g. fid5k,kid5k; "none" for none. A resumed run keeps its '
+                   "last leg's metrics, interval and features unless given.")
 @click.option("--metrics-every", type=float, default=None, help="kimg between evaluations (default: at the end).")
-@click.option("--features", default="effnet-lite0", show_default=True, help="Feature extractor for metrics.")
+@click.option("--features", default=None, help="Feature extractor for metrics (default: effnet-lite0).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @threads_option
 def command(data, out, preset, resolution, batch, kimg, minutes, resume, seed, r1_gamma, lr, tick_kimg, snapshot_ticks,
@@ -75,6 +81,7 @@ def command(data, out, preset, resolution, batch, kimg, minutes, resume, seed, r
     from ..io import CheckpointError
     from ..training.distributed import DistributedError, torchrun_ranks
     from ..training.loop import RunOptions, TrainingDivergedError, train
+    from ..training.runlock import RunLockedError
 
     if out is None and resume is None:
         raise click.UsageError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
@@ -100,7 +107,7 @@ def command(data, out, preset, resolution, batch, kimg, minutes, resume, seed, r
     try:
         last = train(out or resume, options, resume=resume, overrides=overrides, log=click.echo)
     except (ConfigError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError,
-            DistributedError) as e:
+            DistributedError, RunLockedError) as e:
         raise click.ClickException(str(e)) from e
     rank = (torchrun_ranks() or (0, 1, 0))[0]
     if last and rank == 0 and last.get("stopped"):

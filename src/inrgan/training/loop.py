@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from .checkpoint import STATE_NAME, load_training_state, save_training_state
 from .distributed import Distributed, init_distributed
 from .ema import ema_beta, update_ema
 from .loss import LOSSES, d_r1_loss
+from .runlock import run_lock
 from .stop import StopRequest
 
 RUN_CONFIG = "run.json"
@@ -73,9 +74,11 @@ class RunOptions:
     device: str = "auto"
     workers: int = 0
     progress: bool = True
-    metrics: list[str] = field(default_factory=list)
-    metrics_every: float | None = None  # kimg; None: at every snapshot
-    features: str = "effnet-lite0"
+    # Evaluation during training. None (not given): a resumed run keeps the metrics, interval and features
+    # of its last leg; a new run has no metrics, at the end, on effnet-lite0 (plan_run fills them in).
+    metrics: list[str] | None = None
+    metrics_every: float | None = None  # kimg; None: at the end of each leg
+    features: str | None = None  # None: effnet-lite0
     # CPU training follows the CPUs other programs leave free (inrgan.runtime.ThreadGovernor); the CLI sets
     # it unless --threads or OMP_NUM_THREADS fixes the count.
     adaptive_threads: bool = False
@@ -89,6 +92,9 @@ class RunOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+_OPTION_DEFAULTS = {"metrics": [], "metrics_every": None, "features": "effnet-lite0"}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -394,6 +400,10 @@ def plan_run(
     resuming, options left as None (data, preset, resolution) are taken from the run.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if resume is None:
+        for key in ("metrics", "metrics_every", "features"):
+            if getattr(options, key) is None:
+                setattr(options, key, _OPTION_DEFAULTS[key])
     if resume is None and options.init_from is not None:
         return _plan_fine_tuning(options, overrides)
     if resume is None:
@@ -407,9 +417,9 @@ def plan_run(
         raise FileNotFoundError(f"{resume}: not a run directory (no {STATE_NAME} or {RUN_CONFIG})")
     state = load_training_state(resume / STATE_NAME)
     t, saved_options = _recipe(resume, state)
-    for key in ("data", "preset", "resolution"):
-        if getattr(options, key) is None:
-            setattr(options, key, saved_options[key])
+    for key in ("data", "preset", "resolution", "metrics", "metrics_every", "features"):
+        if getattr(options, key) is None:  # not given for this leg: the run's own
+            setattr(options, key, saved_options.get(key, _OPTION_DEFAULTS.get(key)))
     try:
         G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), discriminator_config_from_dict(state["D_cfg"])
     except (TypeError, ConfigError) as e:
@@ -500,10 +510,14 @@ def _train(
     log,
     dist: Distributed,
 ) -> dict[str, Any]:
-    run, dataset = _plan_with_data(options, resume, overrides, log, dist)
-    trainer = Trainer(run, dataset, run_dir, options, dist, log)
-    trainer.restore(resume)
-    return trainer.run()
+    with run_lock(run_dir) if dist.is_main else contextlib.nullcontext():
+        if (run_dir / STATE_NAME).is_file() and (resume is None or Path(resume).resolve() != run_dir.resolve()):
+            raise ConfigError(f"{run_dir} already holds a run ({STATE_NAME}): continue it with --resume {run_dir}, "
+                              "or give a new --out")
+        run, dataset = _plan_with_data(options, resume, overrides, log, dist)
+        trainer = Trainer(run, dataset, run_dir, options, dist, log)
+        trainer.restore(resume)
+        return trainer.run()
 
 
 def _plan_with_data(options: RunOptions, resume, overrides, log, dist: Distributed):
