@@ -11,7 +11,7 @@ from PIL import Image
 
 from inrgan.cli import main
 from inrgan.training.checkpoint import load_training_state
-from inrgan.training.runlock import run_lock
+from inrgan.training.runlock import LOCK_NAME, run_lock
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +91,22 @@ def test_train_errors_are_clean(tmp_path):
     assert r.exit_code != 0 and "x-y" in r.output
 
 
+def _files(run_dir):
+    """The run's files and their bytes, but its trainer lock (which names the last process to take it)."""
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_NAME}
+
+
 def test_bad_input_keeps_what_the_run_already_wrote(tmp_path, image_folder):
     out = tmp_path / "run"
     args = ["--preset", "cpu-32", "--resolution", 16, "--batch", 4, "--tick", 0.008, "--device", "cpu",
             "--no-progress"]
     assert run("train", "--data", image_folder, "--out", out, "--kimg", 0.004, *args).exit_code == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    before = _files(out)
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    r = run("train", "--data", corrupt, "--out", out, "--kimg", 0.01, *args)
+    r = run("train", "--data", corrupt, "--out", out, "--kimg", 0.01, *args)  # a new run over the run
+    assert r.exit_code != 0 and "already holds a run" in r.output
+    r = run("train", "--data", corrupt, "--out", tmp_path / "new", "--kimg", 0.01, *args)
     assert r.exit_code != 0 and "broken.png" in r.output
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    assert after == before
+    assert _files(out) == before
