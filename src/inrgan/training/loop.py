@@ -397,13 +397,14 @@ def plan_run(
     """Resolve configs: from the preset for a new run, from the run directory when resuming.
 
     ``overrides`` replaces fields of the training config (e.g. batch, kimg, seed, r1_gamma); when
-    resuming, options left as None (data, preset, resolution) are taken from the run.
+    resuming, options left as None (data, preset, resolution, and the metrics, their interval and
+    features) are taken from the run.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if resume is None:
         for key in ("metrics", "metrics_every", "features"):
             if getattr(options, key) is None:
-                setattr(options, key, _OPTION_DEFAULTS[key])
+                setattr(options, key, copy.copy(_OPTION_DEFAULTS[key]))
     if resume is None and options.init_from is not None:
         return _plan_fine_tuning(options, overrides)
     if resume is None:
@@ -419,7 +420,7 @@ def plan_run(
     t, saved_options = _recipe(resume, state)
     for key in ("data", "preset", "resolution", "metrics", "metrics_every", "features"):
         if getattr(options, key) is None:  # not given for this leg: the run's own
-            setattr(options, key, saved_options.get(key, _OPTION_DEFAULTS.get(key)))
+            setattr(options, key, copy.copy(saved_options.get(key, _OPTION_DEFAULTS.get(key))))
     try:
         G_cfg, D_cfg = generator_config_from_dict(state["G_cfg"]), discriminator_config_from_dict(state["D_cfg"])
     except (TypeError, ConfigError) as e:
